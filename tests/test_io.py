@@ -1,0 +1,174 @@
+"""Reading, planning and writing video: timing, audio, sizes, streaming, atomicity."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from videdit.errors import InputError, OutputError, UsageError
+from videdit.io import AudioSource, VideoWriter, iter_video, probe, read_video, write_video
+from videdit.options import ReadOptions
+
+from videos import make_clip, make_vfr
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    return make_clip(tmp_path_factory.mktemp("io") / "clip.mp4", seconds=2.0, fps=24)
+
+
+def test_probe_reports_what_ffmpeg_wrote(clip):
+    info = probe(clip)
+    assert (info.width, info.height) == (160, 96)
+    assert info.frame_count == 48
+    assert info.fps == pytest.approx(24.0)
+    assert info.duration == pytest.approx(2.0, abs=1e-3)
+    assert info.has_audio and info.audio_codec == "aac"
+    assert not info.vfr and info.rotation == 0 and info.damage is None
+    assert info.timestamps[0] == 0 and len(info.timestamps) == 48
+
+
+def test_decord_and_pyav_agree(clip):
+    a = read_video(clip, backend="decord")
+    b = read_video(clip, backend="av")
+    assert a.frames.shape == b.frames.shape == (48, 96, 160, 3)
+    # Both decode the same H.264 stream; only colour conversion rounding may differ.
+    assert np.abs(a.frames.astype(int) - b.frames.astype(int)).mean() < 1.0
+
+
+def test_streaming_yields_bounded_chunks_equal_to_whole_read(clip):
+    stream = iter_video(clip, chunk=10)
+    chunks = list(stream)
+    assert [len(c) for c in chunks] == [10, 10, 10, 10, 8]
+    assert np.array_equal(np.concatenate(chunks), read_video(clip).frames)
+
+
+def test_frame_range_in_seconds_and_frames(clip):
+    by_time = read_video(clip, start=0.5, end=1.0)
+    by_frame = read_video(clip, start="12f", end="24f")
+    assert len(by_time) == len(by_frame) == 12
+    assert by_time.start == pytest.approx(0.5) and by_frame.start == pytest.approx(0.5)
+    assert np.array_equal(by_time.frames, by_frame.frames)
+    assert np.array_equal(by_frame.frames, read_video(clip).frames[12:24])
+
+
+def test_stride_fps_and_max_frames(clip):
+    full = read_video(clip).frames
+    s = read_video(clip, stride=3)
+    assert len(s) == 16 and s.fps == pytest.approx(8.0) and np.array_equal(s.frames, full[::3])
+    r = read_video(clip, fps=12)
+    assert len(r) == 24 and r.fps == 12 and np.array_equal(r.frames, full[::2])
+    up = read_video(clip, fps=48, max_frames=10)
+    assert len(up) == 10 and np.array_equal(up.frames[0], up.frames[1])  # each frame shown twice
+
+
+def test_resize_keeps_aspect_and_multiple(clip):
+    v = read_video(clip, max_side=64, max_frames=2)
+    assert (v.width, v.height) == (64, 40)  # 160x96 -> 64x38.4 -> multiple of 8
+    v = read_video(clip, size="80x48", max_frames=2)
+    assert (v.width, v.height) == (80, 48)
+    assert ReadOptions(max_side=512).target_size(1920, 1080) == (512, 288)
+    assert ReadOptions(max_side=512, multiple=64).target_size(1920, 1080) == (512, 256)
+
+
+@pytest.mark.parametrize("kw, match", [
+    ({"stride": 0}, "--stride"), ({"fps": -1}, "--fps"), ({"size": "12by4"}, "--size"),
+    ({"start": "abc"}, "--start"), ({"start": 2, "end": 1}, "--end"),
+    ({"size": "64x64", "max_side": 64}, "exclude"), ({"start": "1.5f"}, "whole"),
+])
+def test_bad_read_options_name_the_option(kw, match):
+    with pytest.raises(UsageError, match=match):
+        ReadOptions(**kw)
+
+
+def test_start_past_end_is_a_usage_error(clip):
+    with pytest.raises(UsageError, match="past the end"):
+        read_video(clip, start=10)
+
+
+def test_round_trip_keeps_count_fps_and_audio(clip, tmp_path):
+    v = read_video(clip)
+    out = write_video(v, tmp_path / "rt.mp4")
+    info = probe(out)
+    assert info.frame_count == 48
+    assert abs(info.fps - 24.0) <= 0.01
+    assert info.has_audio
+    assert abs(info.audio_duration - info.duration) <= 1 / 24
+    back = read_video(out).frames.astype(int)
+    assert np.abs(back - v.frames).mean() < 3.0  # crf 18: visually lossless
+
+
+def test_trimmed_range_trims_audio_too(clip, tmp_path):
+    v = read_video(clip, start=0.5, end=1.25)
+    info = probe(write_video(v, tmp_path / "trim.mp4"))
+    assert info.frame_count == 18
+    assert abs(info.audio_duration - 0.75) <= 1 / 24
+
+
+def test_vfr_keeps_timing_on_a_constant_grid(tmp_path):
+    src = make_vfr(tmp_path / "vfr.mp4")
+    info = probe(src)
+    assert info.vfr and info.frame_count == 90
+    v = read_video(src)
+    assert v.fps == pytest.approx(30.0)
+    out = probe(write_video(v, tmp_path / "cfr.mp4"))
+    assert not out.vfr
+    assert out.duration == pytest.approx(5.0, abs=1 / 30)
+    # The frame shown at t=2.5 s is source frame 30 + 15 = 45 (10 fps section).
+    import av
+
+    with av.open(src) as c:  # the raw 90 source frames, decoded independently
+        src_frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    assert len(src_frames) == 90
+    i = int(np.argmin([np.abs(f.astype(int) - v.frames[75].astype(int)).mean() for f in src_frames]))
+    assert i == 45
+    r = read_video(src, fps=10)
+    assert len(r) == 50 and r.fps == 10
+
+
+def test_writer_is_atomic_and_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.mp4"
+    target.write_bytes(b"previous contents")
+    frames = np.zeros((4, 32, 32, 3), np.uint8)
+    with pytest.raises(RuntimeError):
+        with VideoWriter(target, 10) as w:
+            w.write(frames)
+            raise RuntimeError("interrupted")
+    assert target.read_bytes() == b"previous contents"
+    assert os.listdir(tmp_path) == ["out.mp4"]
+
+
+def test_writer_refuses_to_overwrite_input(clip):
+    v = read_video(clip, max_frames=2)
+    before = os.path.getsize(clip)
+    with pytest.raises(OutputError, match="refusing to overwrite the input"):
+        write_video(v, clip)
+    assert os.path.getsize(clip) == before
+
+
+def test_writer_pads_odd_sizes_and_other_formats(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 255, (6, 141, 255, 3), dtype=np.uint8)
+    info = probe(write_video(frames, tmp_path / "odd.mp4", fps=12))
+    assert (info.width, info.height) == (256, 142) and info.frame_count == 6
+    for name in ("a.webm", "a.gif", "a.mkv"):
+        assert probe(write_video(frames[:, :140, :254], tmp_path / name, fps=12)).frame_count == 6
+    png_dir = write_video(frames, str(tmp_path / "pngs") + os.sep, fps=12)
+    assert sorted(os.listdir(png_dir))[:2] == ["000001.png", "000002.png"]
+    with pytest.raises(UsageError, match="unknown output format"):
+        write_video(frames, tmp_path / "a.xyz", fps=12)
+
+
+def test_audio_from_another_source(clip, tmp_path):
+    frames = np.zeros((24, 32, 32, 3), np.uint8)
+    info = probe(write_video(frames, tmp_path / "a.mp4", fps=24, audio=AudioSource(clip, 0.5, 1.0)))
+    assert info.has_audio and abs(info.audio_duration - 1.0) <= 1 / 24
+
+
+def test_missing_and_bad_files_raise_input_error(tmp_path):
+    with pytest.raises(InputError, match="no such file"):
+        probe(tmp_path / "nope.mp4")
+    (tmp_path / "t.mp4").write_text("hello")
+    with pytest.raises(InputError, match="not a readable video"):
+        read_video(tmp_path / "t.mp4")

@@ -1,0 +1,188 @@
+"""The ``videdit`` command line: one file, one subcommand per task.
+
+Every user error ends as one line on stderr (``videdit: error: ...``) and the
+exit code of its class (see :mod:`videdit.errors`); ``--debug`` adds the
+traceback. Heavy libraries are imported by the subcommands that need them, so
+``videdit info`` starts fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import sys
+
+import click
+
+from . import __version__
+from .errors import EXIT_INTERNAL, UsageError, VideditError
+from .options import ReadOptions
+
+log = logging.getLogger("videdit")
+
+
+def read_options(f):
+    """Attach the shared frame-selection and size options to a command."""
+    opts = [
+        click.option("--start", help="First frame: seconds (2.5) or frame number (48f)."),
+        click.option("--end", help="End (exclusive): seconds or frame number (96f)."),
+        click.option("--stride", type=int, default=1, show_default=True, help="Keep every n-th frame."),
+        click.option("--fps", type=float, help="Resample to this frame rate (default: keep the source's)."),
+        click.option("--max-frames", type=int, help="Stop after this many frames."),
+        click.option("--size", help="Resize to WIDTHxHEIGHT (rounded to a multiple of 8)."),
+        click.option("--max-side", type=int, help="Scale down so the longer side is at most N (aspect kept)."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _read_options(kw: dict) -> ReadOptions:
+    keys = ("start", "end", "stride", "fps", "max_frames", "size", "max_side")
+    return ReadOptions(**{k: kw.pop(k) for k in keys})
+
+
+def _emit(data: dict, as_json: bool, lines) -> None:
+    if as_json:
+        click.echo(json.dumps(data, indent=2, default=_jsonable))
+    else:
+        for line in lines:
+            click.echo(line)
+
+
+def _jsonable(obj):
+    import numpy as np
+
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    return str(obj)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="videdit")
+@click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors; no progress bars.")
+@click.pass_context
+def cli(ctx, debug, quiet):
+    """Edit video with diffusion models: restyle clips, extract structure, measure consistency."""
+    ctx.obj = {"debug": debug}
+    logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING,
+                        format="videdit: %(levelname)s: %(message)s", stream=sys.stderr)
+    if quiet:
+        import os
+
+        os.environ["VIDEDIT_PROGRESS"] = "0"
+
+
+@cli.command()
+@click.argument("video", type=click.Path(dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def info(video, as_json):
+    """Show size, frame rate, frame count, duration, rotation and audio of VIDEO."""
+    from .io import probe
+
+    i = probe(video)
+    d = i.as_dict()
+    _emit(d, as_json, [
+        f"{i.path}",
+        f"  size      {i.width}x{i.height}" + (f" (rotated {i.rotation} deg)" if i.rotation else ""),
+        f"  frames    {i.frame_count} at {i.fps:.3f} fps" + (" (variable frame rate)" if i.vfr else ""),
+        f"  duration  {i.duration:.3f} s",
+        f"  video     {i.video_codec} {i.pix_fmt} in {i.container.split(',')[0]}",
+        f"  audio     {i.audio_codec or 'none'}" + (f", {i.audio_duration:.3f} s" if i.audio_duration else ""),
+        *([f"  damage    {i.damage}"] if i.damage else []),
+    ])
+
+
+@cli.command()
+@click.argument("video", type=click.Path(dir_okay=True), required=False)
+@click.option("-o", "--output", type=click.Path(), help="Output video (mp4, webm, mkv, mov, gif, or dir/ for PNGs).")
+@click.option("--signal", default="canny", show_default=True, help="Structure signal (see --list).")
+@click.option("--list", "list_", is_flag=True, help="List the structure signals and whether they are available.")
+@click.option("--structure-detail", "detail", type=int, default=0, show_default=True,
+              help="0 = full detail .. 7 = coarsest (Gen-1 structure fidelity).")
+@click.option("--preview", type=click.Path(), help="Also write a side-by-side source | structure video.")
+@click.option("--low", type=int, help="canny: low threshold (0-255).")
+@click.option("--high", type=int, help="canny: high threshold (0-255).")
+@click.option("--model", help="Model for depth/softedge-hed/...: hub id or local directory.")
+@read_options
+def structure(video, output, signal, list_, detail, preview, low, high, model, **kw):
+    """Extract per-frame structure (edges, depth...) of VIDEO into a video."""
+    from .structure import list_signals
+
+    if list_:
+        for s in list_signals():
+            state = "available" if s.available else f"unavailable: {s.reason}"
+            click.echo(f"{s.name:18s} {s.description} [{state}]")
+        return
+    if not video or not output:
+        raise UsageError("structure needs VIDEO and -o OUTPUT (or --list)")
+    from .tasks import structure_video
+
+    params = {k: v for k, v in {"low": low, "high": high, "model": model}.items() if v is not None}
+    s = structure_video(video, output, signal=signal, detail=detail, preview=preview,
+                        options=_read_options(kw), **params)
+    click.echo(f"wrote {s['output']} ({s['frames']} frames, {s['fps']:.3f} fps"
+               + (", audio kept" if s["audio"] else "") + ")"
+               + (f" and {s['preview']}" if s["preview"] else ""))
+
+
+@cli.command()
+@click.argument("source", type=click.Path(dir_okay=True))
+@click.argument("output", type=click.Path(dir_okay=True))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@read_options
+def metrics(source, output, as_json, **kw):
+    """Temporal consistency (flow warping error) and structure fidelity of OUTPUT against SOURCE."""
+    from .io import read_video
+    from .metrics import video_metrics
+
+    opts = _read_options(kw)
+    src = read_video(source, opts)
+    out = read_video(output, ReadOptions(max_frames=opts.max_frames, size=(src.width, src.height)))
+    m = video_metrics(src, out)
+    _emit(m, as_json, [f"{k:24s} {v:.6g}" if isinstance(v, float) else f"{k:24s} {v}" for k, v in m.items()])
+
+
+def main(argv=None) -> int:
+    """Run the CLI; returns the exit code instead of raising SystemExit."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        cli.main(args=argv, prog_name="videdit", standalone_mode=False)
+        return 0
+    except VideditError as err:
+        if debug:
+            raise
+        click.echo(f"videdit: error: {err}", err=True)
+        return err.exit_code
+    except click.exceptions.Exit as err:
+        return err.exit_code
+    except click.ClickException as err:  # bad flags / missing arguments: one line, exit 2
+        if debug:
+            raise
+        hint = f" (see 'videdit {err.ctx.command_path.split(' ', 1)[1]} --help')" if getattr(err, "ctx", None) and " " in err.ctx.command_path else " (see 'videdit --help')"
+        click.echo(f"videdit: error: {err.format_message()}{hint}", err=True)
+        return 2
+    except click.exceptions.Abort:
+        click.echo("videdit: interrupted", err=True)
+        return 130
+    except KeyboardInterrupt:
+        click.echo("videdit: interrupted", err=True)
+        return 130
+    except BrokenPipeError:
+        return 0
+    except Exception as err:  # a bug: say so in one line, traceback only with --debug
+        if debug:
+            raise
+        click.echo(f"videdit: internal error: {type(err).__name__}: {' '.join(str(err).split())} "
+                   "(rerun with --debug for the traceback)", err=True)
+        return EXIT_INTERNAL
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

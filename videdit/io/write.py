@@ -1,0 +1,269 @@
+"""Write video with the ffmpeg binary shipped by imageio-ffmpeg, streamed and atomic.
+
+Frames are piped to ffmpeg chunk by chunk (memory holds one chunk), into a
+temporary file beside the target that is renamed over it only when ffmpeg
+succeeded: an interrupted or failed run never leaves a half-written output, and
+the input file can never be the target. The source's audio is carried over,
+cut to the same time range as the frames (``-ss START -t DUR`` on a second input).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import tempfile
+import uuid
+from dataclasses import dataclass
+from fractions import Fraction
+
+import numpy as np
+
+from ..errors import OutputError, UsageError
+from .video import Video
+
+__all__ = ["AudioSource", "VideoWriter", "write_video", "ffmpeg_exe", "FORMATS"]
+
+log = logging.getLogger("videdit")
+
+# extension -> (video codec args, audio codec or None when the format has no audio)
+FORMATS = {
+    ".mp4": ({"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": 18, "movflags": "+faststart"}, "aac"),
+    ".m4v": ({"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": 18}, "aac"),
+    ".mov": ({"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": 18}, "aac"),
+    ".mkv": ({"vcodec": "libx264", "pix_fmt": "yuv420p", "crf": 18}, "aac"),
+    ".webm": ({"vcodec": "libvpx-vp9", "pix_fmt": "yuv420p", "crf": 32, "b:v": 0, "row-mt": 1}, "libopus"),
+    ".gif": ({}, None),
+    "png-dir": ({"vcodec": "png"}, None),
+}
+
+
+def ffmpeg_exe() -> str:
+    """Path of the ffmpeg binary bundled with imageio-ffmpeg (no system ffmpeg needed)."""
+    import imageio_ffmpeg
+
+    return imageio_ffmpeg.get_ffmpeg_exe()
+
+
+@dataclass(frozen=True)
+class AudioSource:
+    """Audio to carry into the output: ``duration`` seconds of ``path`` from ``start``."""
+
+    path: str
+    start: float
+    duration: float
+
+    @classmethod
+    def for_video(cls, video: Video) -> "AudioSource | None":
+        src = video.source
+        if src is None or not src.has_audio:
+            return None
+        return cls(src.path, video.start, video.duration)
+
+
+def _format_of(path: str) -> str:
+    if path.endswith(os.sep) or os.path.isdir(path):
+        return "png-dir"
+    ext = os.path.splitext(path)[1].lower()
+    if ext not in FORMATS:
+        valid = ", ".join(sorted(k for k in FORMATS if k.startswith("."))) + ", or a directory/ for PNG frames"
+        raise UsageError(f"{path}: unknown output format '{ext or '(none)'}'; use {valid}")
+    return ext
+
+
+def _same_file(a: str, b: str) -> bool:
+    try:
+        return os.path.samefile(a, b)
+    except OSError:
+        return os.path.realpath(a) == os.path.realpath(b)
+
+
+class VideoWriter:
+    """Streaming, atomic video writer.
+
+    ``write(frames)`` takes ``(n, H, W, 3) uint8`` RGB (or ``(n, H, W)`` gray) chunks
+    of one fixed size; ``close()`` finishes the file and moves it into place;
+    ``abort()`` (also called on an exception inside ``with``) deletes the partial
+    output. ``protect`` lists paths the target must not be (the inputs).
+    """
+
+    def __init__(self, path: str | os.PathLike, fps: float, *, audio: AudioSource | None = None,
+                 protect=(), crf: int | None = None):
+        self.path = os.fspath(path).rstrip(os.sep) if os.fspath(path) != os.sep else os.sep
+        self.fmt = _format_of(os.fspath(path))
+        if not fps or fps <= 0:
+            raise UsageError(f"{self.path}: output fps must be > 0 (got {fps})")
+        self.fps = Fraction(fps).limit_denominator(1001)
+        self.audio = audio if FORMATS[self.fmt][1] else None
+        if audio is not None and self.audio is None:
+            log.warning("%s: format %s holds no audio; the source's audio is not carried over", self.path, self.fmt)
+        self.crf = crf
+        for p in [*protect, *([audio.path] if audio else [])]:
+            if p and os.path.exists(self.path) and _same_file(self.path, os.fspath(p)):
+                raise OutputError(f"{self.path}: refusing to overwrite the input file; choose another output path")
+        if self.fmt != "png-dir" and os.path.isdir(self.path):
+            raise OutputError(f"{self.path}: is a directory; give a file name such as {self.path}/out.mp4")
+        parent = os.path.dirname(os.path.abspath(self.path))
+        try:
+            os.makedirs(parent, exist_ok=True)
+        except OSError as err:
+            raise OutputError(f"{self.path}: cannot create directory {parent} ({err.strerror})") from None
+        if not os.access(parent, os.W_OK):
+            raise OutputError(f"{self.path}: directory {parent} is not writable")
+        base = os.path.basename(self.path)
+        stem, ext = os.path.splitext(base)
+        self.tmp = os.path.join(parent, f".{stem}.videdit-{uuid.uuid4().hex[:8]}{'' if self.fmt == 'png-dir' else ext}")
+        self.proc = None
+        self.shape = None
+        self.frames_written = 0
+        self._log = None
+
+    # -- ffmpeg process --------------------------------------------------------------
+    def _command(self, width: int, height: int, gray: bool) -> list[str]:
+        import ffmpeg  # ffmpeg-python: builds the command line
+
+        video = ffmpeg.input("pipe:", format="rawvideo", pix_fmt="gray" if gray else "rgb24",
+                             s=f"{width}x{height}", framerate=str(self.fps)).video
+        codec, acodec = FORMATS[self.fmt]
+        codec = dict(codec)
+        if self.crf is not None and "crf" in codec:
+            codec["crf"] = self.crf
+        target = self.tmp
+        if self.fmt == "gif":
+            split = video.split()
+            video = ffmpeg.filter([split[0], split[1].filter("palettegen")], "paletteuse")
+        elif self.fmt == "png-dir":
+            os.makedirs(self.tmp)
+            target = os.path.join(self.tmp, "%06d.png")
+        elif codec.get("pix_fmt") == "yuv420p" and (width % 2 or height % 2):
+            # 4:2:0 chroma needs even sizes: pad by one black row/column.
+            video = video.filter("pad", "ceil(iw/2)*2", "ceil(ih/2)*2")
+        streams = [video]
+        kwargs = dict(codec)
+        if self.audio is not None:
+            streams.append(ffmpeg.input(self.audio.path, ss=f"{self.audio.start:.6f}",
+                                        t=f"{self.audio.duration:.6f}").audio)
+            kwargs.update(acodec=acodec, t=f"{self.audio.duration:.6f}")
+        out = ffmpeg.output(*streams, target, **kwargs).global_args("-hide_banner", "-nostdin", "-loglevel", "error")
+        return out.overwrite_output().compile(cmd=ffmpeg_exe())
+
+    def _start(self, frames: np.ndarray):
+        gray = frames.ndim == 3
+        h, w = frames.shape[1:3]
+        if w < 2 or h < 2:
+            raise OutputError(f"{self.path}: frame size {w}x{h} is too small to encode")
+        self.shape = frames.shape[1:]
+        self._log = tempfile.TemporaryFile()
+        try:
+            self.proc = subprocess.Popen(self._command(w, h, gray), stdin=subprocess.PIPE,
+                                         stdout=subprocess.DEVNULL, stderr=self._log)
+        except OSError as err:
+            raise OutputError(f"{self.path}: cannot start ffmpeg ({err})") from None
+
+    def _ffmpeg_error(self) -> str:
+        if self._log is None:
+            return "unknown error"
+        self._log.seek(0)
+        lines = [ln.strip() for ln in self._log.read().decode("utf-8", "replace").splitlines() if ln.strip()]
+        return lines[-1] if lines else "ffmpeg failed"
+
+    def write(self, frames: np.ndarray) -> None:
+        """Append ``(n, H, W, 3)`` or ``(n, H, W)`` uint8 frames (a single frame without n also works)."""
+        frames = np.asarray(frames)
+        if frames.dtype != np.uint8:
+            raise ValueError(f"frames must be uint8, got {frames.dtype}")
+        if frames.ndim == 3 and frames.shape[-1] == 3 and (self.shape is None or len(self.shape) == 3):
+            frames = frames[None]
+        if frames.ndim == 2:
+            frames = frames[None]
+        if self.proc is None:
+            self._start(frames)
+        if frames.shape[1:] != self.shape:
+            raise ValueError(f"frame shape changed from {self.shape} to {frames.shape[1:]}")
+        try:
+            self.proc.stdin.write(np.ascontiguousarray(frames).tobytes())
+        except (BrokenPipeError, OSError):
+            self.proc.wait()
+            msg = self._ffmpeg_error()
+            self.abort()
+            raise OutputError(f"{self.path}: encoding failed ({msg})") from None
+        self.frames_written += len(frames)
+
+    def close(self) -> str:
+        """Finish encoding and move the file into place; returns the output path."""
+        if self.proc is None:
+            self.abort()
+            raise OutputError(f"{self.path}: no frames to write")
+        try:
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        rc = self.proc.wait()
+        if rc != 0:
+            msg = self._ffmpeg_error()
+            self.abort()
+            raise OutputError(f"{self.path}: encoding failed ({msg})")
+        self._log.close()
+        self._replace()
+        self.proc = None
+        return self.path
+
+    def _replace(self):
+        if self.fmt != "png-dir" or not os.path.exists(self.path):
+            os.replace(self.tmp, self.path)
+            return
+        # A directory cannot be replaced atomically while it has files: swap it aside.
+        old = self.tmp + ".old"
+        os.replace(self.path, old)
+        os.replace(self.tmp, self.path)
+        shutil.rmtree(old, ignore_errors=True)
+
+    def abort(self) -> None:
+        """Stop ffmpeg and delete the partial output; the target is left as it was."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+        if os.path.isdir(self.tmp):
+            shutil.rmtree(self.tmp, ignore_errors=True)
+        elif os.path.exists(self.tmp):
+            os.remove(self.tmp)
+        if self._log is not None:
+            self._log.close()
+            self._log = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+        return False
+
+
+def write_video(video: Video | np.ndarray, path: str | os.PathLike, *, fps: float | None = None,
+                audio: bool | AudioSource = True, protect=(), crf: int | None = None,
+                chunk: int = 32) -> str:
+    """Write a :class:`Video` (or ``(F, H, W, 3) uint8`` frames with ``fps``) to ``path``.
+
+    The source's audio is carried over (cut to the frames' time range) when
+    ``audio`` is True and the video came from a file with audio; pass an
+    :class:`AudioSource` to take it from elsewhere, or False to drop it.
+    Returns the path written.
+    """
+    if isinstance(video, Video):
+        frames, rate = video.frames, fps or video.fps
+        src = AudioSource.for_video(video) if audio is True else (audio or None)
+        protect = [*protect, *([video.source.path] if video.source else [])]
+    else:
+        frames, rate = np.asarray(video), fps
+        src = audio if isinstance(audio, AudioSource) else None
+        if rate is None:
+            raise UsageError("write_video: fps is required when writing a bare frame array")
+    with VideoWriter(path, rate, audio=src, protect=protect, crf=crf) as writer:
+        for i in range(0, len(frames), chunk):
+            writer.write(frames[i: i + chunk])
+    return writer.path

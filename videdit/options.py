@@ -1,0 +1,131 @@
+"""Option dataclasses: frozen, validated once in ``__post_init__``.
+
+Every option a user can get wrong is checked here and nowhere else, so the error
+text (naming the option and the valid range or choices) is the same from the CLI
+and from Python.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from .errors import UsageError
+
+__all__ = ["TimePoint", "ReadOptions", "parse_time", "parse_size"]
+
+
+@dataclass(frozen=True)
+class TimePoint:
+    """A position in a video: ``value`` seconds, or ``value`` frames if ``frames``."""
+
+    value: float
+    frames: bool = False
+
+    def seconds(self, fps: float) -> float:
+        return self.value / fps if self.frames else self.value
+
+
+def parse_time(spec, name: str = "time") -> TimePoint | None:
+    """Parse ``2.5`` / ``"2.5"`` / ``"2.5s"`` (seconds) or ``"48f"`` (frames)."""
+    if spec is None or isinstance(spec, TimePoint):
+        return spec
+    if isinstance(spec, (int, float)) and not isinstance(spec, bool):
+        value, frames = float(spec), False
+    else:
+        m = re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*([sf]?)\s*", str(spec))
+        if not m:
+            raise UsageError(f"--{name}: '{spec}' is not a time; use seconds (2.5, 2.5s) or frames (48f)")
+        value, frames = float(m.group(1)), m.group(2) == "f"
+        if frames and not value.is_integer():
+            raise UsageError(f"--{name}: '{spec}': a frame number must be whole")
+    if value < 0:
+        raise UsageError(f"--{name}: must not be negative (got {spec})")
+    return TimePoint(value, frames)
+
+
+def parse_size(spec, name: str = "size") -> tuple[int, int] | None:
+    """Parse ``"512x288"`` or ``(512, 288)`` into ``(width, height)``."""
+    if spec is None:
+        return None
+    if isinstance(spec, str):
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", spec)
+        if not m:
+            raise UsageError(f"--{name}: '{spec}' is not a size; use WIDTHxHEIGHT, e.g. 512x288")
+        spec = (int(m.group(1)), int(m.group(2)))
+    try:
+        w, h = (int(v) for v in spec)
+    except (TypeError, ValueError):
+        raise UsageError(f"--{name}: '{spec}' is not a size; use WIDTHxHEIGHT") from None
+    if w <= 0 or h <= 0 or w > 8192 or h > 8192:
+        raise UsageError(f"--{name}: {w}x{h} is out of range (1..8192 each side)")
+    return w, h
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read a video: which frames, at what rate, at what size.
+
+    ``start``/``end`` are seconds or frames (see :func:`parse_time`); ``end`` is
+    exclusive. ``stride`` keeps every n-th selected frame. ``fps`` resamples in time
+    by picking, for each output instant, the source frame shown then (works for
+    variable-frame-rate input too). ``size`` forces ``(width, height)``;
+    ``max_side`` scales down keeping the aspect ratio; either way the result is
+    rounded to a multiple of ``multiple`` (8 for latent models, 64 for some).
+    ``chunk`` is how many frames :func:`~videdit.io.iter_video` yields at a time.
+    """
+
+    start: TimePoint | None = None
+    end: TimePoint | None = None
+    stride: int = 1
+    fps: float | None = None
+    max_frames: int | None = None
+    size: tuple[int, int] | None = None
+    max_side: int | None = None
+    multiple: int = 8
+    chunk: int = 16
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        set_(self, "start", parse_time(self.start, "start"))
+        set_(self, "end", parse_time(self.end, "end"))
+        set_(self, "size", parse_size(self.size))
+        for name, lo in (("stride", 1), ("max_frames", 1), ("max_side", 8), ("multiple", 1), ("chunk", 1)):
+            v = getattr(self, name)
+            if v is None and name in ("max_frames", "max_side"):
+                continue
+            if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+                raise UsageError(f"--{name.replace('_', '-')}: must be a whole number >= {lo} (got {v!r})")
+        if self.fps is not None:
+            try:
+                fps = float(self.fps)
+            except (TypeError, ValueError):
+                raise UsageError(f"--fps: '{self.fps}' is not a number") from None
+            if not 0 < fps <= 240:
+                raise UsageError(f"--fps: must be in (0, 240] (got {self.fps})")
+            set_(self, "fps", fps)
+        if self.size is not None and self.max_side is not None:
+            raise UsageError("--size and --max-side exclude each other; give one")
+        if (self.start is not None and self.end is not None and self.start.frames == self.end.frames
+                and self.end.value <= self.start.value):
+            raise UsageError(f"--end ({self.end.value}) must come after --start ({self.start.value})")
+
+    def target_size(self, width: int, height: int) -> tuple[int, int]:
+        """Output ``(width, height)`` for a ``width x height`` source.
+
+        Without ``size``/``max_side`` the source size is kept as is (no rounding):
+        resizing is only done when asked for.
+        """
+        m = self.multiple
+        if self.size is not None:
+            w, h = self.size
+        elif self.max_side is not None:
+            scale = min(1.0, self.max_side / max(width, height))
+            w, h = width * scale, height * scale
+        else:
+            return width, height
+        # Rounding to a multiple may overshoot max_side by < m/2; floor in that case.
+        rw, rh = max(m, int(round(w / m)) * m), max(m, int(round(h / m)) * m)
+        if self.max_side is not None and max(rw, rh) > self.max_side:
+            rw, rh = max(m, int(w // m) * m), max(m, int(h // m) * m)
+        return rw, rh

@@ -1,0 +1,85 @@
+"""Whole-file tasks that stream a video through a per-chunk transform.
+
+Each task is a free function (the CLI is a thin layer over these): it opens the
+input, plans the frames once, and pushes chunk after chunk through the transform
+into one or more atomic writers, so memory does not grow with the clip length.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import numpy as np
+
+from .io import AudioSource, VideoWriter, iter_video
+from .options import ReadOptions
+from .progress import progress
+
+__all__ = ["map_video", "structure_video"]
+
+
+def map_video(src: str | os.PathLike, transform: Callable[[np.ndarray], np.ndarray],
+              output: str | os.PathLike, *, options: ReadOptions | None = None,
+              preview: str | os.PathLike | None = None, audio: bool = True,
+              desc: str = "processing") -> dict:
+    """Stream ``src`` through ``transform`` into ``output`` (and a side-by-side ``preview``).
+
+    ``transform`` maps ``(n, H, W, 3) uint8`` to ``(n, H', W', 3) uint8`` chunk by
+    chunk. Audio of the selected range is carried into both outputs. If anything
+    fails, no output is left behind. Returns a summary dict.
+    """
+    stream = iter_video(src, options)
+    protect = [stream.info.path]
+    sound = AudioSource(stream.info.path, stream.start, len(stream) / stream.fps) if audio and stream.info.has_audio else None
+    writers = [VideoWriter(output, stream.fps, audio=sound, protect=protect)]
+    if preview is not None:
+        writers.append(VideoWriter(preview, stream.fps, audio=sound, protect=protect + [os.fspath(output)]))
+    try:
+        with progress(total=len(stream), desc=desc, unit="frame") as bar:
+            for chunk in stream:
+                out = transform(chunk)
+                writers[0].write(out)
+                if preview is not None:
+                    writers[1].write(_side_by_side(chunk, out))
+                bar.update(len(chunk))
+        paths = [w.close() for w in writers]
+    except BaseException:
+        for w in writers:
+            w.abort()
+        raise
+    return {"input": stream.info.path, "output": paths[0], "preview": paths[1] if preview is not None else None,
+            "frames": writers[0].frames_written, "fps": stream.fps, "size": list(stream.size),
+            "audio": sound is not None}
+
+
+def _side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``(n, H, W, 3)`` + ``(n, H, W', 3)`` -> ``(n, H, W + W', 3)``; right is resized to H if needed."""
+    if right.shape[1] != left.shape[1]:
+        import cv2
+
+        h = left.shape[1]
+        w = max(2, round(right.shape[2] * h / right.shape[1]))
+        right = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in right])
+    return np.concatenate([left, right], axis=2)
+
+
+def structure_video(src: str | os.PathLike, output: str | os.PathLike, *, signal: str = "canny",
+                    detail: int = 0, preview: str | os.PathLike | None = None,
+                    options: ReadOptions | None = None, **params) -> dict:
+    """Write the structure signal (edges, depth...) of ``src`` as a video.
+
+    ``params`` go to the extractor (e.g. ``low``/``high`` for canny, ``model`` for
+    depth). ``detail`` 0..7 coarsens the map (Gen-1's structure fidelity levels).
+    """
+    from .structure import coarsen, get_extractor
+
+    extractor = get_extractor(signal, **params)
+    coarsen(np.zeros((1, 8, 8, 3), np.uint8), detail)  # validate detail before decoding anything
+
+    def transform(chunk):
+        return coarsen(extractor(chunk), detail)
+
+    summary = map_video(src, transform, output, options=options, preview=preview, desc=f"structure ({signal})")
+    summary.update(signal=signal, detail=detail)
+    return summary
