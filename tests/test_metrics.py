@@ -160,18 +160,28 @@ def test_forward_backward_check_follows_the_formula(monkeypatch):
     assert pair.valid.all()
 
 
-def test_motion_boundary_check_drops_the_flow_edge(monkeypatch):
+@pytest.mark.parametrize("axis", [1, 0])
+def test_motion_boundary_check_drops_the_flow_edge(monkeypatch, axis):
     v = _u8(_pan(frames=2))
-    # Left half still, right half moving 2 px right; backward flow consistent with it.
+    # One half still, the other (right / bottom) moving 2 px away from it; backward
+    # flow consistent with that, so only the motion-boundary test can drop pixels.
+    n = (W, H)[1 - axis]
+    comp = 0 if axis == 1 else 1  # flow component along the motion
+    idx = [slice(None), slice(None)]
+    idx[axis] = slice(n // 2, None)
     fw = np.zeros((H, W, 2), np.float32)
-    fw[:, W // 2 :, 0] = 2
     bw = np.zeros((H, W, 2), np.float32)
-    bw[:, W // 2 :, 0] = -2
+    fw[tuple(idx) + (comp,)] = 2
+    bw[tuple(idx) + (comp,)] = -2
     _with_fake_flow(monkeypatch, v, fw, bw)
     (pair,) = metrics.source_flows(v)
     expected = np.ones((H, W), bool)
-    expected[:, W // 2 - 1] = False  # |grad F_u|^2 = 4 > 0.01 * 0 + 0.002 at the flow edge
-    expected[:, W - 2 :] = False  # x + 2 outside the frame
+    edge = [slice(None), slice(None)]
+    edge[axis] = n // 2 - 1
+    expected[tuple(edge)] = False  # |grad F|^2 = 4 > 0.01 * 0 + 0.002 at the flow edge
+    out = [slice(None), slice(None)]
+    out[axis] = slice(n - 2, None)
+    expected[tuple(out)] = False  # x + 2 leaves the frame
     assert np.array_equal(pair.valid, expected)
 
 

@@ -124,7 +124,10 @@ def _align(src: np.ndarray, out: np.ndarray, min_frames: int, what: str) -> tupl
             " output resized to the source size"
         )
     if n < min_frames:
-        raise UsageError(f"{what} needs at least {min_frames} frame(s) in both videos, got source {len(src)}, output {len(out)}")
+        raise UsageError(
+            f"{what} needs at least {min_frames} frame(s) in both videos,"
+            f" got source {len(src)}, output {len(out)}"
+        )
     return n, notes
 
 
