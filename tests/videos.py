@@ -60,7 +60,8 @@ def malformed_corpus(root) -> dict[str, str]:
     files["audio-only"] = p("audio.m4a")
     ffmpeg("-f", "lavfi", "-i", "sine=duration=1", "-c:a", "aac", files["audio-only"])
     files["odd-size"] = p("odd.mov")  # PNG codec keeps 255x141 exactly (x264 would crop it)
-    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=255x141:rate=24:duration=1", "-c:v", "png", files["odd-size"])
+    ffmpeg("-f", "lavfi", "-i", "testsrc2=size=256x144:rate=24:duration=1", "-vf", "scale=255:141",
+           "-c:v", "png", files["odd-size"])
     files["vfr"] = make_vfr(p("vfr.mp4"))
     files["rotated"] = p("rotated.mp4")
     ffmpeg("-display_rotation", "90", "-i", good, "-c", "copy", files["rotated"])

@@ -61,6 +61,23 @@ def _jsonable(obj):
     return str(obj)
 
 
+class _OneLine(logging.Formatter):
+    def format(self, record):
+        return f"videdit: {record.levelname.lower()}: {' '.join(record.getMessage().split())}"
+
+
+def _log_to_stderr(level: int) -> None:
+    """Send the library's log to stderr as one line per message (replacing an earlier CLI handler)."""
+    for h in [h for h in log.handlers if getattr(h, "_videdit_cli", False)]:
+        log.removeHandler(h)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLine())
+    handler._videdit_cli = True
+    log.addHandler(handler)
+    log.setLevel(level)
+    log.propagate = False
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="videdit")
 @click.option("--debug", is_flag=True, help="Show tracebacks and debug logging.")
@@ -69,8 +86,7 @@ def _jsonable(obj):
 def cli(ctx, debug, quiet):
     """Edit video with diffusion models: restyle clips, extract structure, measure consistency."""
     ctx.obj = {"debug": debug}
-    logging.basicConfig(level=logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING,
-                        format="videdit: %(levelname)s: %(message)s", stream=sys.stderr)
+    _log_to_stderr(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
     if quiet:
         import os
 

@@ -72,10 +72,10 @@ def structure_video(src: str | os.PathLike, output: str | os.PathLike, *, signal
     ``params`` go to the extractor (e.g. ``low``/``high`` for canny, ``model`` for
     depth). ``detail`` 0..7 coarsens the map (Gen-1's structure fidelity levels).
     """
-    from .structure import coarsen, get_extractor
+    from .structure import check_detail, coarsen, get_extractor
 
     extractor = get_extractor(signal, **params)
-    coarsen(np.zeros((1, 8, 8, 3), np.uint8), detail)  # validate detail before decoding anything
+    check_detail(detail)  # before decoding anything
 
     def transform(chunk):
         return coarsen(extractor(chunk), detail)

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import UsageError
 from .base import check_frames
 
-__all__ = ["coarsen", "MAX_DETAIL", "coarsen_params"]
+__all__ = ["coarsen", "check_detail", "coarsen_params", "MAX_DETAIL"]
 
 MAX_DETAIL = 7
 

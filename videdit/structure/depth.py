@@ -29,6 +29,7 @@ from .weights import (
     local_missing,
     looks_like_path,
     missing_weights_error,
+    missing_weights_text,
 )
 
 __all__ = ["DepthExtractor", "DEFAULT_DEPTH_MODEL", "check_device", "torch_dtype"]
@@ -119,7 +120,7 @@ class DepthExtractor(Extractor):
             if find_spec(pkg) is None:
                 return f"needs the '{pkg}' package (pip install {pkg})"
         missing = _missing_files(model)
-        return str(missing_weights_error(cls.name, model, missing)) if missing else None
+        return missing_weights_text(model, missing) if missing else None
 
     def _load(self) -> None:
         missing = _missing_files(self.model)

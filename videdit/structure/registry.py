@@ -65,9 +65,20 @@ def _lookup(name) -> type[Extractor]:
 
 
 def _options(cls: type[Extractor]) -> list[str]:
-    """The keyword options ``cls.__init__`` accepts (its keyword-only parameters)."""
-    params = inspect.signature(cls.__init__).parameters.values()
-    return sorted(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+    """The keyword options ``cls`` accepts: keyword-only ``__init__`` parameters.
+
+    Walks up the MRO while an ``__init__`` forwards ``**kw`` to its parent, so a
+    subclass that adds one option still reports the inherited ones.
+    """
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(vars(klass)["__init__"]).parameters.values()
+        names.update(p.name for p in params if p.kind is inspect.Parameter.KEYWORD_ONLY)
+        if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params):
+            break
+    return sorted(names)
 
 
 def list_signals() -> list[SignalInfo]:

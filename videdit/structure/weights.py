@@ -28,6 +28,7 @@ __all__ = [
     "cached_file",
     "local_missing",
     "missing_weights_error",
+    "missing_weights_text",
     "first_line",
 ]
 
@@ -101,11 +102,11 @@ def first_line(err: BaseException) -> str:
     return type(err).__name__
 
 
-def missing_weights_error(signal: str, model: str, files, cause: str | None = None) -> MissingWeightsError:
-    """Build the one-line error for absent weights, saying how to provide them.
+def missing_weights_text(model: str, files, cause: str | None = None) -> str:
+    """One line saying which weights are missing and how to provide them.
 
     ``files``: the missing file names (shown so the user knows what to fetch);
-    ``cause``: optional short reason from the failed load (first line only).
+    ``cause``: optional short reason from a failed load (first line only).
     """
     files = list(files)
     what = f" ({', '.join(files)})" if files else ""
@@ -125,7 +126,12 @@ def missing_weights_error(signal: str, model: str, files, cause: str | None = No
         )
         if hub_offline():
             how += "; HF_HUB_OFFLINE is set, so no download was tried"
-    msg = f"{signal}: model weights not available: {where}; {how}"
+    msg = f"model weights not available: {where}; {how}"
     if cause:
         msg += f" [{cause}]"
-    return MissingWeightsError(msg)
+    return msg
+
+
+def missing_weights_error(signal: str, model: str, files, cause: str | None = None) -> MissingWeightsError:
+    """:class:`MissingWeightsError` for ``signal`` with :func:`missing_weights_text`."""
+    return MissingWeightsError(f"{signal}: {missing_weights_text(model, files, cause)}")

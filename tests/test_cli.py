@@ -1,0 +1,145 @@
+"""The CLI contract: one-line errors with documented exit codes, no tracebacks,
+no output left behind on failure, and working commands on odd-but-valid input."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from videdit.cli import main
+from videdit.io import probe
+
+from videos import make_clip, malformed_corpus
+
+# Documented in README.md ("Exit codes").
+EXPECTED = {
+    "missing": 3, "directory": 3, "zero-byte": 3, "text": 3, "truncated-moov-at-end": 3,
+    "truncated-moov-at-start": 0, "corrupted-payload": 0, "audio-only": 3, "odd-size": 0,
+    "vfr": 0, "rotated": 0, "huge-declared-size": 3,
+}
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return malformed_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+@pytest.fixture(autouse=True)
+def _no_progress(monkeypatch):
+    monkeypatch.setenv("VIDEDIT_PROGRESS", "0")
+
+
+def _stderr_lines(capfd) -> tuple[str, list[str]]:
+    out, err = capfd.readouterr()
+    return out, [ln for ln in err.splitlines() if ln.strip()]
+
+
+def _assert_clean_stderr(lines, rc):
+    assert not any("Traceback" in ln for ln in lines), lines
+    # Only our own one-line messages reach stderr (no FFmpeg/decord log spam).
+    assert all(ln.startswith("videdit: ") for ln in lines), lines
+    errors = [ln for ln in lines if ln.startswith("videdit: error: ")]
+    assert len(errors) == (1 if rc else 0), lines
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_info_on_malformed_corpus(corpus, case, capfd):
+    rc = main(["info", corpus[case]])
+    out, lines = _stderr_lines(capfd)
+    assert rc == EXPECTED[case], lines
+    _assert_clean_stderr(lines, rc)
+    if rc:
+        assert os.path.basename(corpus[case]) in lines[-1]  # names the file
+
+
+@pytest.mark.parametrize("case", sorted(EXPECTED))
+def test_structure_on_malformed_corpus(corpus, case, tmp_path, capfd):
+    out_dir = tmp_path / "out"
+    out_dir.mkdir()
+    target = out_dir / "edges.mp4"
+    rc = main(["structure", corpus[case], "--signal", "canny", "-o", str(target),
+               "--preview", str(out_dir / "side.mp4")])
+    _, lines = _stderr_lines(capfd)
+    assert rc == EXPECTED[case], lines
+    _assert_clean_stderr(lines, rc)
+    if rc:
+        assert os.listdir(out_dir) == []  # nothing half-written left behind
+        return
+    info = probe(target)
+    assert info.frame_count > 0
+    assert sorted(os.listdir(out_dir)) == ["edges.mp4", "side.mp4"]
+    if case == "rotated":
+        assert (info.width, info.height) == (96, 160)
+    if case == "odd-size":
+        assert probe(corpus[case]).width == 255
+        assert (info.width, info.height) == (256, 142)  # padded to even for yuv420p
+    if case == "vfr":
+        assert info.duration == pytest.approx(5.0, abs=0.05) and not info.vfr
+    if case == "truncated-moov-at-start":
+        assert any("truncated" in ln for ln in lines)
+
+
+def test_structure_keeps_audio_and_range(tmp_path, capfd):
+    src = make_clip(tmp_path / "a.mp4", seconds=2)
+    target = tmp_path / "e.mp4"
+    assert main(["structure", src, "-o", str(target), "--start", "0.5", "--end", "1.5", "--max-side", "64"]) == 0
+    info = probe(target)
+    assert info.frame_count == 24 and (info.width, info.height) == (64, 40)
+    assert info.has_audio and abs(info.audio_duration - 1.0) <= 1 / 24
+
+
+def test_refuses_to_overwrite_input(tmp_path, capfd):
+    src = make_clip(tmp_path / "a.mp4", seconds=1)
+    size = os.path.getsize(src)
+    rc = main(["structure", src, "-o", src])
+    _, lines = _stderr_lines(capfd)
+    assert rc == 5 and "refusing to overwrite the input" in lines[-1]
+    assert os.path.getsize(src) == size and sorted(os.listdir(tmp_path)) == ["a.mp4"]
+
+
+@pytest.mark.parametrize("argv, code, text", [
+    (["structure", "X", "-o", "y.mp4", "--signal", "nope"], 2, "canny"),
+    (["structure", "X", "-o", "y.mp4", "--structure-detail", "9"], 2, "detail"),
+    (["structure", "X", "-o", "y.xyz"], 2, "unknown output format"),
+    (["structure", "X", "-o", "y.mp4", "--stride", "0"], 2, "--stride"),
+    (["info"], 2, "Missing argument"),
+    (["frobnicate"], 2, "No such command"),
+])
+def test_usage_errors(tmp_path, capfd, argv, code, text):
+    src = make_clip(tmp_path / "a.mp4", seconds=0.5, audio=False)
+    argv = [src if a == "X" else str(tmp_path / a) if a.startswith("y.") else a for a in argv]
+    rc = main(argv)
+    _, lines = _stderr_lines(capfd)
+    assert rc == code
+    assert len(lines) == 1 and text in lines[0], lines
+    assert sorted(os.listdir(tmp_path)) == ["a.mp4"]
+
+
+def test_info_json(tmp_path, capfd):
+    src = make_clip(tmp_path / "a.mp4", seconds=1)
+    assert main(["info", src, "--json"]) == 0
+    out, _ = _stderr_lines(capfd)
+    d = json.loads(out)
+    assert d["frame_count"] == 24 and d["width"] == 160 and d["has_audio"] is True
+
+
+def test_metrics_command(tmp_path, capfd):
+    src = make_clip(tmp_path / "a.mp4", seconds=0.5, audio=False)
+    assert main(["metrics", src, src, "--json"]) == 0
+    out, _ = _stderr_lines(capfd)
+    d = json.loads(out)
+    # A video against itself scores exactly its own floor, and keeps all its edges.
+    assert d["warp_error"] == pytest.approx(d["warp_error_floor"]) and d["warp_error_ratio"] == pytest.approx(1.0)
+    assert d["structure_fidelity"] == pytest.approx(1.0)
+
+
+def test_console_script_entry_point_runs(tmp_path):
+    """The real process: exit code and a single stderr line, no traceback."""
+    r = subprocess.run([sys.executable, "-m", "videdit", "info", str(tmp_path / "none.mp4")],
+                       capture_output=True, text=True)
+    assert r.returncode == 3
+    assert r.stderr.strip().splitlines() == [f"videdit: error: {tmp_path / 'none.mp4'}: no such file"]
