@@ -124,8 +124,11 @@ def info(video, as_json):
 @click.option("--low", type=int, help="canny: low threshold (0-255).")
 @click.option("--high", type=int, help="canny: high threshold (0-255).")
 @click.option("--model", help="Model for depth/softedge-hed/...: hub id or local directory.")
+@click.option("--preset", default="veryfast", show_default=True,
+              type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"]),
+              help="x264 preset of the written maps (they are intermediate artifacts).")
 @read_options
-def structure(video, output, signal, list_, detail, preview, low, high, model, **kw):
+def structure(video, output, signal, list_, detail, preview, low, high, model, preset, **kw):
     """Extract per-frame structure (edges, depth...) of VIDEO into a video."""
     from .structure import list_signals
 
@@ -140,7 +143,7 @@ def structure(video, output, signal, list_, detail, preview, low, high, model, *
 
     params = {k: v for k, v in {"low": low, "high": high, "model": model}.items() if v is not None}
     s = structure_video(video, output, signal=signal, detail=detail, preview=preview,
-                        options=_read_options(kw), **params)
+                        options=_read_options(kw), preset=preset, **params)
     click.echo(f"wrote {s['output']} ({s['frames']} frames, {s['fps']:.3f} fps"
                + (", audio kept" if s["audio"] else "") + ")"
                + (f" and {s['preview']}" if s["preview"] else ""))
@@ -202,3 +205,15 @@ def main(argv=None) -> int:
 def entry() -> None:
     """Console-script entry point."""
     sys.exit(main())
+
+
+@cli.command()
+@click.argument("video", type=click.Path(dir_okay=False))
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@click.option("--max-frames", type=int, default=240, show_default=True, help="Frames scanned for the watermark.")
+def verify(video, as_json, max_frames):
+    """Report VIDEO's Content Credentials (C2PA) and videdit watermark; exit 0 whatever the verdict."""
+    from .provenance.verify import verify as verify_video
+
+    report = verify_video(video, max_frames=max_frames)
+    _emit(report.as_dict(), as_json, report.lines())

@@ -6,6 +6,13 @@ variable frame rate, raises two unrelated exception types (``RuntimeError`` and
 the plan of *which* frames to read is made once from the probe's timestamps
 (:func:`plan_frames`), and either backend executes it; if decord fails mid-way
 the rest of the plan is finished with PyAV.
+
+Which backend: ``read_video`` (the whole selection in memory anyway) uses decord
+first. Streaming (``iter_video``) uses PyAV first, because decord's threaded
+decoder reads ahead into a frame queue of its own whenever the consumer is
+slower than decoding (always, under a diffusion model): measured here, a
+640x360 clip's RSS rose by ~240 MB before levelling off, and the queue scales
+with frame size. PyAV decodes one frame at a time, so memory stays flat.
 """
 
 from __future__ import annotations
@@ -22,7 +29,7 @@ from ..options import ReadOptions
 from .probe import VideoInfo, probe
 from .video import Video
 
-__all__ = ["FramePlan", "plan_frames", "VideoStream", "iter_video", "read_video"]
+__all__ = ["FramePlan", "plan_frames", "VideoStream", "iter_video", "read_video", "prefetch"]
 
 log = logging.getLogger("videdit")
 
@@ -186,9 +193,12 @@ class VideoStream:
     selection, ``fps``/``start``/``size`` the output timing and size.
     """
 
-    def __init__(self, path: str | os.PathLike, opts: ReadOptions | None = None, *, backend: str = "auto"):
+    def __init__(self, path: str | os.PathLike, opts: ReadOptions | None = None, *, backend: str = "auto",
+                 streaming: bool = True):
         if backend not in ("auto", "decord", "av"):
             raise UsageError(f"backend '{backend}' unknown; choose one of: auto, decord, av")
+        if backend == "auto" and streaming:
+            backend = "av"  # bounded memory: see the module docstring
         self.opts = opts or ReadOptions()
         self.info = probe(path)
         if self.info.damage:
@@ -294,9 +304,10 @@ def iter_video(path: str | os.PathLike, options: ReadOptions | None = None, **kw
     ``multiple``, ``chunk``) or ``backend`` (``auto``/``decord``/``av``).
     """
     backend = kw.pop("backend", "auto")
+    streaming = kw.pop("_streaming", True)
     if options is not None and kw:
         raise UsageError("give either options= or keyword read options, not both")
-    return VideoStream(path, options or ReadOptions(**kw), backend=backend)
+    return VideoStream(path, options or ReadOptions(**kw), backend=backend, streaming=streaming)
 
 
 def read_video(path: str | os.PathLike, options: ReadOptions | None = None, **kw) -> Video:
@@ -304,8 +315,52 @@ def read_video(path: str | os.PathLike, options: ReadOptions | None = None, **kw
 
     For long files prefer :func:`iter_video`, which holds one chunk at a time.
     """
-    stream = iter_video(path, options, **kw)
+    stream = iter_video(path, options, _streaming=False, **kw)
     chunks = list(stream)
     if not chunks:
         raise InputError(f"{stream.info.path}: no frames selected")
     return Video(np.concatenate(chunks), stream.fps, source=stream.info, start=stream.start)
+
+
+def prefetch(chunks, depth: int = 1):
+    """Iterate ``chunks`` on a background thread, at most ``depth`` chunks ahead.
+
+    Decoding (PyAV releases the GIL) then overlaps the caller's per-chunk work;
+    memory grows by ``depth`` chunks, not with the clip. Exceptions are re-raised
+    in the caller's thread, at the chunk where they happened.
+    """
+    import queue
+    import threading
+
+    q: queue.Queue = queue.Queue(maxsize=depth)
+    done = object()
+    stop = threading.Event()
+
+    def run():
+        try:
+            for c in chunks:
+                while not stop.is_set():
+                    try:
+                        q.put(("ok", c), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("ok", done))
+        except BaseException as err:  # noqa: BLE001 - handed to the consumer
+            q.put(("err", err))
+
+    t = threading.Thread(target=run, name="videdit-reader", daemon=True)
+    t.start()
+    try:
+        while True:
+            kind, item = q.get()
+            if kind == "err":
+                raise item
+            if item is done:
+                return
+            yield item
+    finally:
+        stop.set()
+        t.join(timeout=5)

@@ -5,6 +5,10 @@ temporary file beside the target that is renamed over it only when ffmpeg
 succeeded: an interrupted or failed run never leaves a half-written output, and
 the input file can never be the target. The source's audio is carried over,
 cut to the same time range as the frames (``-ss START -t DUR`` on a second input).
+
+With ``provenance=`` (a :class:`videdit.provenance.Provenance`) each chunk is
+watermarked before it is piped, and the finished temporary file is C2PA-signed
+before the rename, so a signing failure leaves nothing behind either.
 """
 
 from __future__ import annotations
@@ -12,8 +16,10 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import queue
 import subprocess
 import tempfile
+import threading
 import uuid
 from dataclasses import dataclass
 from fractions import Fraction
@@ -86,10 +92,12 @@ class VideoWriter:
     of one fixed size; ``close()`` finishes the file and moves it into place;
     ``abort()`` (also called on an exception inside ``with``) deletes the partial
     output. ``protect`` lists paths the target must not be (the inputs).
+    ``provenance`` (a :class:`videdit.provenance.Provenance`) adds the watermark and
+    the signed Content Credentials (see :mod:`videdit.provenance`).
     """
 
     def __init__(self, path: str | os.PathLike, fps: float, *, audio: AudioSource | None = None,
-                 protect=(), crf: int | None = None):
+                 protect=(), crf: int | None = None, preset: str | None = None, provenance=None):
         self.path = os.fspath(path).rstrip(os.sep) if os.fspath(path) != os.sep else os.sep
         self.fmt = _format_of(os.fspath(path))
         if not fps or fps <= 0:
@@ -98,7 +106,7 @@ class VideoWriter:
         self.audio = audio if FORMATS[self.fmt][1] else None
         if audio is not None and self.audio is None:
             log.warning("%s: format %s holds no audio; the source's audio is not carried over", self.path, self.fmt)
-        self.crf = crf
+        self.crf, self.preset = crf, preset
         for p in [*protect, *([audio.path] if audio else [])]:
             if p and os.path.exists(self.path) and _same_file(self.path, os.fspath(p)):
                 raise OutputError(f"{self.path}: refusing to overwrite the input file; choose another output path")
@@ -118,6 +126,13 @@ class VideoWriter:
         self.shape = None
         self.frames_written = 0
         self._log = None
+        self.provenance = provenance
+        self._marker = None  # WatermarkEmbedder, made at the first chunk (needs the frame size)
+        # Piping runs on a thread (bounded to two chunks) so encoding overlaps the
+        # caller's decode and model work instead of blocking it.
+        self._queue: queue.Queue = queue.Queue(maxsize=2)
+        self._pump: threading.Thread | None = None
+        self._pipe_error: BaseException | None = None
 
     # -- ffmpeg process --------------------------------------------------------------
     def _command(self, width: int, height: int, gray: bool) -> list[str]:
@@ -129,6 +144,8 @@ class VideoWriter:
         codec = dict(codec)
         if self.crf is not None and "crf" in codec:
             codec["crf"] = self.crf
+        if self.preset is not None and codec.get("vcodec") == "libx264":
+            codec["preset"] = self.preset
         target = self.tmp
         if self.fmt == "gif":
             split = video.split()
@@ -160,6 +177,38 @@ class VideoWriter:
                                          stdout=subprocess.DEVNULL, stderr=self._log)
         except OSError as err:
             raise OutputError(f"{self.path}: cannot start ffmpeg ({err})") from None
+        self._pump = threading.Thread(target=self._pump_frames, name="videdit-writer", daemon=True)
+        self._pump.start()
+
+    def _pump_frames(self):
+        stdin = self.proc.stdin
+        while True:
+            data = self._queue.get()
+            if data is None:
+                break
+            if self._pipe_error is not None:
+                continue  # drain: the caller learns of the error at its next call
+            try:
+                stdin.write(data)
+            except (BrokenPipeError, OSError, ValueError) as err:
+                self._pipe_error = err
+        try:
+            stdin.close()
+        except OSError:
+            pass
+
+    def _stop_pump(self):
+        if self._pump is not None:
+            self._queue.put(None)
+            self._pump.join()
+            self._pump = None
+
+    def _fail(self):
+        self._stop_pump()
+        self.proc.wait()
+        msg = self._ffmpeg_error()
+        self.abort()
+        raise OutputError(f"{self.path}: encoding failed ({msg})")
 
     def _ffmpeg_error(self) -> str:
         if self._log is None:
@@ -181,13 +230,15 @@ class VideoWriter:
             self._start(frames)
         if frames.shape[1:] != self.shape:
             raise ValueError(f"frame shape changed from {self.shape} to {frames.shape[1:]}")
-        try:
-            self.proc.stdin.write(np.ascontiguousarray(frames).tobytes())
-        except (BrokenPipeError, OSError):
-            self.proc.wait()
-            msg = self._ffmpeg_error()
-            self.abort()
-            raise OutputError(f"{self.path}: encoding failed ({msg})") from None
+        if self.provenance is not None and self.provenance.watermark:
+            if self._marker is None:
+                from ..provenance.watermark import WatermarkEmbedder
+
+                self._marker = WatermarkEmbedder(self.shape[0], self.shape[1], self.provenance.payload_id)
+            frames = self._marker.apply(frames)
+        if self._pipe_error is not None:
+            self._fail()
+        self._queue.put(np.ascontiguousarray(frames).tobytes())
         self.frames_written += len(frames)
 
     def close(self) -> str:
@@ -195,19 +246,36 @@ class VideoWriter:
         if self.proc is None:
             self.abort()
             raise OutputError(f"{self.path}: no frames to write")
-        try:
-            self.proc.stdin.close()
-        except OSError:
-            pass
-        rc = self.proc.wait()
-        if rc != 0:
-            msg = self._ffmpeg_error()
-            self.abort()
-            raise OutputError(f"{self.path}: encoding failed ({msg})")
+        self._stop_pump()
+        if self.proc.wait() != 0 or self._pipe_error is not None:
+            self._fail()
         self._log.close()
+        if self.provenance is not None:
+            try:
+                self._sign()
+            except BaseException:
+                self.abort()
+                raise
         self._replace()
         self.proc = None
         return self.path
+
+    def _sign(self):
+        """Embed signed C2PA credentials into the temporary file (before the rename)."""
+        from ..provenance.credentials import MIME, sign_file
+
+        mime = MIME.get(self.fmt)
+        if mime is None:  # webm/mkv/PNG frames: c2pa cannot embed a manifest there
+            log.warning("%s: Content Credentials cannot be embedded in %s; only the watermark marks it "
+                        "(write .mp4/.mov/.gif for signed credentials)", self.path, self.fmt)
+            return
+        signed = self.tmp + ".signed"
+        try:
+            sign_file(self.tmp, signed, self.provenance, mime, os.path.basename(self.path))
+            os.replace(signed, self.tmp)
+        finally:
+            if os.path.exists(signed):
+                os.remove(signed)
 
     def _replace(self):
         if self.fmt != "png-dir" or not os.path.exists(self.path):
@@ -224,6 +292,7 @@ class VideoWriter:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.kill()
             self.proc.wait()
+        self._stop_pump()
         self.proc = None
         if os.path.isdir(self.tmp):
             shutil.rmtree(self.tmp, ignore_errors=True)
@@ -246,12 +315,14 @@ class VideoWriter:
 
 def write_video(video: Video | np.ndarray, path: str | os.PathLike, *, fps: float | None = None,
                 audio: bool | AudioSource = True, protect=(), crf: int | None = None,
-                chunk: int = 32) -> str:
+                chunk: int = 32, provenance=None) -> str:
     """Write a :class:`Video` (or ``(F, H, W, 3) uint8`` frames with ``fps``) to ``path``.
 
     The source's audio is carried over (cut to the frames' time range) when
     ``audio`` is True and the video came from a file with audio; pass an
     :class:`AudioSource` to take it from elsewhere, or False to drop it.
+    ``provenance`` (a :class:`videdit.provenance.Provenance`) watermarks the frames
+    and signs the file.
     Returns the path written.
     """
     if isinstance(video, Video):
@@ -263,7 +334,7 @@ def write_video(video: Video | np.ndarray, path: str | os.PathLike, *, fps: floa
         src = audio if isinstance(audio, AudioSource) else None
         if rate is None:
             raise UsageError("write_video: fps is required when writing a bare frame array")
-    with VideoWriter(path, rate, audio=src, protect=protect, crf=crf) as writer:
+    with VideoWriter(path, rate, audio=src, protect=protect, crf=crf, provenance=provenance) as writer:
         for i in range(0, len(frames), chunk):
             writer.write(frames[i: i + chunk])
     return writer.path

@@ -194,6 +194,7 @@ class PoseExtractor(AnnotatorExtractor):
     """
 
     description = "OpenPose skeleton image (controlnet-aux, lllyasviel/Annotators body/hand/face .pth)"
+    gray = False
     detector = ("controlnet_aux.open_pose", "OpenposeDetector")
     files = ("body_pose_model.pth", "hand_pose_model.pth", "facenet.pth")
 

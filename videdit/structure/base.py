@@ -110,6 +110,9 @@ class Extractor:
 
     name: ClassVar[str] = "?"
     description: ClassVar[str] = ""
+    # True when the map is one channel replicated to RGB: writers may then send a
+    # third of the bytes to the encoder.
+    gray: ClassVar[bool] = True
 
     def __init__(self, *, batch_size: int = 8):
         self.batch_size = check_int(self.name, "batch_size", batch_size, 1, 1024)
