@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test demo bench samples clean
+.PHONY: install test demo bench samples clean bench-watermark
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -35,3 +35,6 @@ samples: install
 
 clean:
 	rm -rf $(VENV) out .pytest_cache
+
+bench-watermark: install
+	$(BIN)/python -m videdit.provenance.bench --out BENCHMARKS.md
