@@ -27,6 +27,7 @@ _LAZY = {
     "warp_error": ".metrics", "structure_fidelity": ".metrics", "temporal_consistency": ".metrics",
     "video_metrics": ".metrics",
     "structure_video": ".tasks", "map_video": ".tasks",
+    "verify": ".provenance.verify",
 }
 
 __all__ = ["VideditError", "UsageError", "InputError", "MissingWeightsError", "OutputError",

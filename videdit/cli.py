@@ -166,6 +166,83 @@ def metrics(source, output, as_json, **kw):
     _emit(m, as_json, [f"{k:24s} {v:.6g}" if isinstance(v, float) else f"{k:24s} {v}" for k, v in m.items()])
 
 
+def diffusion_options(f):
+    """Options shared by restyle and generate."""
+    opts = [
+        click.option("--prompt", "-p", default="", help="What the video should look like."),
+        click.option("--negative-prompt", help="What it should not look like."),
+        click.option("--pipeline", help="Recipe name (see `videdit pipelines`), a .toml recipe, or a diffusers dir."),
+        click.option("--steps", type=int, help="Denoising steps (recipe default)."),
+        click.option("--guidance", type=float, help="Classifier-free guidance scale (recipe default)."),
+        click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same output."),
+        click.option("--consistency", type=click.Choice(["none", "first", "sparse-causal", "full", "window"]),
+                     help="Cross-frame attention (recipe default; sparse-causal for restyle)."),
+        click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
+        click.option("--allow-pickle", is_flag=True, help="Allow pickled (.bin/.ckpt) weights: they can run code."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+def _pop_diffusion(kw: dict) -> tuple[dict, dict]:
+    load = {k: kw.pop(k) for k in ("pipeline", "dtype", "device", "allow_pickle")}
+    return load, {k: v for k, v in kw.items() if v is not None}
+
+
+@cli.command()
+@click.argument("video", type=click.Path(dir_okay=True))
+@click.option("-o", "--output", type=click.Path(), required=True, help="Output video (mp4, webm, mkv, mov, gif).")
+@diffusion_options
+@click.option("--ref-image", type=click.Path(dir_okay=True), help="Reference image for content/style (IP-Adapter).")
+@click.option("--structure", help="Structure signals to use, comma-separated (default: the recipe's).")
+@click.option("--structure-scale", help="ControlNet scale(s), comma-separated.")
+@click.option("--structure-detail", type=int, help="0 = follow the source exactly .. 7 = loosely.")
+@click.option("--strength", type=float, help="How far from the source: (0, 1]; 1 ignores its colours.")
+@click.option("--window", type=int, help="Neighbours per side for --consistency window.")
+@click.option("--chunk", type=int, help="Frames per window (memory bound).")
+@click.option("--overlap", type=int, help="Frames shared by consecutive windows (blended).")
+@click.option("--preview", type=click.Path(), help="Also write a side-by-side source | output video.")
+@click.option("--start", help="First frame: seconds or 48f.")
+@click.option("--end", help="End (exclusive): seconds or frames.")
+@click.option("--stride", type=int, help="Keep every n-th frame.")
+@click.option("--fps", type=float, help="Resample to this frame rate.")
+@click.option("--max-frames", type=int, help="Stop after this many frames.")
+@click.option("--size", help="Process at WIDTHxHEIGHT (rounded to the model's multiple).")
+@click.option("--max-side", type=int, help="Process with the longer side at most N (recipe default 512).")
+def restyle(video, output, **kw):
+    """Repaint VIDEO following its structure, with a text prompt and/or a reference image."""
+    from .api import load_pipeline
+
+    load, opts = _pop_diffusion(kw)
+    preview = opts.pop("preview", None)
+    if "structure" in opts:
+        opts["structure"] = tuple(s.strip() for s in opts["structure"].split(",") if s.strip())
+    # Validate options before loading models: a typo should not cost a model load.
+    from .options import DiffusionOptions
+
+    DiffusionOptions(**{k: v for k, v in opts.items() if k in DiffusionOptions.__dataclass_fields__})
+    pipe = load_pipeline(load["pipeline"], kind="restyle", device=load["device"], dtype=load["dtype"],
+                         allow_pickle=load["allow_pickle"])
+    s = pipe.restyle(video, opts.pop("prompt", ""), output=output, preview=preview, **opts)
+    click.echo(f"wrote {s['output']} ({s['frames']} frames, {s['fps']:.3f} fps, pipeline {s['pipeline']})"
+               + (f" and {s['preview']}" if s["preview"] else ""))
+
+
+@cli.command()
+def pipelines():
+    """List the recipes and whether their weights are present on this machine."""
+    from .core.recipes import list_recipes
+    from .core.weights import recipe_status
+
+    for r in list_recipes():
+        ok, why = recipe_status(r)
+        click.echo(f"{r.name:22s} {r.kind:10s} {'ready' if ok else 'weights missing: ' + why}")
+        if r.description:
+            click.echo(f"{'':22s} {r.description}")
+
+
 def main(argv=None) -> int:
     """Run the CLI; returns the exit code instead of raising SystemExit."""
     argv = list(sys.argv[1:] if argv is None else argv)

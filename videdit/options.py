@@ -129,3 +129,99 @@ class ReadOptions:
         if self.max_side is not None and max(rw, rh) > self.max_side:
             rw, rh = max(m, int(w // m) * m), max(m, int(h // m) * m)
         return rw, rh
+
+
+DTYPES = ("fp32", "fp16", "bf16")
+CONSISTENCY = ("none", "first", "sparse-causal", "full", "window")
+
+
+@dataclass(frozen=True)
+class DiffusionOptions:
+    """Options of a restyle or generate run; ``None`` means "the recipe's default".
+
+    Validated here once; :meth:`resolved` fills the ``None`` fields from a recipe's
+    ``[defaults]`` and then from built-in defaults, and validates again.
+    """
+
+    prompt: str = ""
+    negative_prompt: str | None = None
+    ref_image: str | None = None
+    strength: float | None = None
+    steps: int | None = None
+    guidance: float | None = None
+    seed: int = 0
+    consistency: str | None = None
+    window: int | None = None
+    structure: tuple[str, ...] | None = None
+    structure_scale: tuple[float, ...] | None = None
+    structure_detail: int | None = None
+    chunk: int | None = None
+    overlap: int | None = None
+    shared_noise: bool | None = None
+    decode_chunk_size: int | None = None
+    frames: int | None = None
+    size: tuple[int, int] | None = None
+    fps: float | None = None
+    dtype: str = "fp32"
+    device: str = "auto"
+    eta: float | None = None
+
+    BUILTIN = {"strength": 0.8, "steps": 20, "guidance": 7.5, "consistency": "sparse-causal", "window": 2,
+               "structure_detail": 0, "chunk": 8, "overlap": 2, "shared_noise": False, "decode_chunk_size": 8,
+               "frames": 16, "fps": 8.0, "eta": 0.0}
+
+    def __post_init__(self):
+        set_ = object.__setattr__
+        if not isinstance(self.prompt, str):
+            raise UsageError(f"--prompt must be text (got {type(self.prompt).__name__})")
+        if isinstance(self.structure, str):
+            set_(self, "structure", tuple(s.strip() for s in self.structure.split(",") if s.strip()))
+        if isinstance(self.structure_scale, (int, float)):
+            set_(self, "structure_scale", (float(self.structure_scale),))
+        elif isinstance(self.structure_scale, str):
+            try:
+                set_(self, "structure_scale", tuple(float(v) for v in self.structure_scale.split(",")))
+            except ValueError:
+                raise UsageError(f"--structure-scale: '{self.structure_scale}' is not a number list") from None
+        set_(self, "size", parse_size(self.size))
+        checks = [("strength", 0.0, 1.0, False), ("guidance", 0.0, 50.0, True), ("eta", 0.0, 1.0, True)]
+        for name, lo, hi, lo_ok in checks:
+            v = getattr(self, name)
+            if v is None:
+                continue
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo < v <= hi or (lo_ok and v == lo)):
+                rng = f"{'[' if lo_ok else '('}{lo}, {hi}]"
+                raise UsageError(f"--{name}: must be in {rng} (got {v})")
+        for name, lo, hi in [("steps", 1, 1000), ("window", 1, 64), ("structure_detail", 0, 7), ("chunk", 1, 256),
+                             ("overlap", 0, 64), ("decode_chunk_size", 1, 256), ("frames", 1, 4096)]:
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or not lo <= v <= hi):
+                raise UsageError(f"--{name.replace('_', '-')}: must be a whole number in [{lo}, {hi}] (got {v!r})")
+        if self.chunk is not None and self.overlap is not None and self.overlap >= self.chunk:
+            raise UsageError(f"--overlap ({self.overlap}) must be smaller than --chunk ({self.chunk})")
+        if self.consistency is not None and self.consistency not in CONSISTENCY:
+            raise UsageError(f"--consistency: '{self.consistency}' unknown; choose one of: {', '.join(CONSISTENCY)}")
+        if self.dtype not in DTYPES:
+            raise UsageError(f"--dtype: '{self.dtype}' unknown; choose one of: {', '.join(DTYPES)}")
+        if self.fps is not None and not 0 < float(self.fps) <= 240:
+            raise UsageError(f"--fps: must be in (0, 240] (got {self.fps})")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise UsageError(f"--seed: must be a whole number >= 0 (got {self.seed!r})")
+
+    def resolved(self, defaults: dict | None = None) -> "DiffusionOptions":
+        """A copy with every ``None`` field taken from ``defaults`` (a recipe's), then built-ins."""
+        from dataclasses import replace
+
+        defaults = defaults or {}
+        fill = {}
+        for name in self.__dataclass_fields__:
+            if getattr(self, name) is None:
+                if name in defaults:
+                    fill[name] = defaults[name]
+                elif name in self.BUILTIN:
+                    fill[name] = self.BUILTIN[name]
+        if not self.negative_prompt and defaults.get("negative_prompt"):
+            fill["negative_prompt"] = defaults["negative_prompt"]
+        if "size" in fill and isinstance(fill["size"], list):
+            fill["size"] = tuple(fill["size"])
+        return replace(self, **fill)

@@ -1,0 +1,213 @@
+"""The restyle engine against diffusers' own reference pipelines, on tiny models
+built from the real SD 1.5 configs; plus consistency, chunking, API and CLI."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+import torch
+
+from videdit.core.attention import FrameContext, spatial_self_attention_names
+from videdit.core.conditioning import control_tensor, vae_decode
+from videdit.core.restyle import denoise_window, prepare
+from videdit.core.sampling import frame_noise
+from videdit.errors import InputError, MissingWeightsError, UsageError
+from videdit.io import probe, read_video
+
+from tiny_models import save_sd15_dir, write_recipe
+
+SAMPLES = os.path.join(os.path.dirname(__file__), "..", "samples")
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    d = save_sd15_dir(root)
+    recipe = write_recipe(root / "tiny.toml", d["base"], [(d["controlnet"], "canny")],
+                          {"steps": 3, "chunk": 4, "overlap": 1, "max_side": 64, "strength": 1.0})
+    from videdit.api import load_pipeline
+
+    return {"recipe": recipe, "pipe": load_pipeline(recipe, device="cpu"), **d}
+
+
+@pytest.fixture(scope="module")
+def frames():
+    return read_video(os.path.join(SAMPLES, "shapes.mp4"), max_frames=6, size="64x64").frames
+
+
+def _floats(images: torch.Tensor) -> np.ndarray:
+    return (images / 2 + 0.5).clamp(0, 1).permute(0, 2, 3, 1).numpy()
+
+
+def _ours(pipe, frames, **kw):
+    opts = pipe.options("a red circle", **kw)
+    prep = prepare(pipe.components, opts)
+    from videdit.core.attention import cross_frame_attention
+
+    ctx = FrameContext()
+    nets = [pipe.components.unet, *[n for _, n, *_ in prep.controls]]
+    with cross_frame_attention(nets, opts.consistency, ctx):
+        lat = denoise_window(pipe.components, prep, frames, list(range(len(frames))), ctx)
+    return _floats(vae_decode(pipe.components.vae, lat)), prep
+
+
+def test_consistency_none_equals_diffusers_controlnet_pipeline(tiny, frames):
+    from diffusers import StableDiffusionControlNetPipeline
+
+    c = tiny["pipe"].components
+    ours, prep = _ours(tiny["pipe"], frames, consistency="none", strength=1.0, steps=3, guidance=7.5, seed=5)
+    ref = StableDiffusionControlNetPipeline(vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer,
+                                            unet=c.unet, controlnet=c.controlnets[0][1],
+                                            scheduler=type(c.scheduler).from_config(c.scheduler.config),
+                                            safety_checker=None, feature_extractor=None,
+                                            requires_safety_checker=False)
+    ref.set_progress_bar_config(disable=True)
+    maps = prep.controls[0][0](frames)
+    h = frames.shape[1] // c.vae_factor
+    for i in range(len(frames)):
+        out = ref("a red circle", image=control_tensor(maps[i:i + 1]), height=64, width=64,
+                  num_inference_steps=3, guidance_scale=7.5, output_type="np",
+                  latents=frame_noise(5, [i], (4, h, h))).images[0]
+        assert np.abs(out - ours[i]).max() <= 1e-4, i
+
+
+def test_first_equals_diffusers_cross_frame_processor(tiny, frames):
+    from diffusers.pipelines.deprecated.text_to_video_synthesis.pipeline_text_to_video_zero import \
+        CrossFrameAttnProcessor2_0
+
+    pipe = tiny["pipe"]
+    c = pipe.components
+    ours, _ = _ours(pipe, frames, consistency="first", seed=3)
+    old_u, old_c = dict(c.unet.attn_processors), dict(c.controlnets[0][1].attn_processors)
+    try:  # diffusers' Text2Video-Zero processor (batch_size=2: CFG), on UNet and ControlNet as its pipeline does
+        c.unet.set_attn_processor(CrossFrameAttnProcessor2_0(batch_size=2))
+        c.controlnets[0][1].set_attn_processor(CrossFrameAttnProcessor2_0(batch_size=2))
+        theirs, _ = _ours(pipe, frames, consistency="none", seed=3)
+    finally:
+        c.unet.set_attn_processor(old_u)
+        c.controlnets[0][1].set_attn_processor(old_c)
+    assert np.abs(ours - theirs).max() <= 1e-4
+
+
+def test_modes_keep_frame_zero_and_change_the_rest(tiny, frames):
+    pipe = tiny["pipe"]
+    none, _ = _ours(pipe, frames, consistency="none", seed=1)
+    for mode in ("first", "sparse-causal"):
+        out, _ = _ours(pipe, frames, consistency=mode, seed=1)
+        # Frame 0 attends only to itself in both modes: identical to plain attention.
+        assert np.abs(out[0] - none[0]).max() <= 1e-5
+        assert np.abs(out[1:] - none[1:]).max() > 1e-3
+    full, _ = _ours(pipe, frames, consistency="full", seed=1)
+    assert np.abs(full[0] - none[0]).max() > 1e-3  # frame 0 sees every frame
+    win, _ = _ours(pipe, frames, consistency="window", window=1, seed=1)
+    assert np.isfinite(win).all() and np.abs(win - full).max() > 1e-4
+
+
+def test_processors_only_on_spatial_self_attention(tiny):
+    unet = tiny["pipe"].components.unet
+    names = spatial_self_attention_names(unet)
+    assert names and all(n.endswith("attn1.processor") for n in names)
+    assert len(names) == sum(1 for n in unet.attn_processors if n.endswith("attn1.processor"))
+
+
+def test_seed_gives_bit_identical_output_and_seeds_differ(tiny, frames):
+    pipe = tiny["pipe"]
+    a = pipe.restyle(frames_video(frames), "blue", seed=7, strength=0.8)
+    b = pipe.restyle(frames_video(frames), "blue", seed=7, strength=0.8)
+    c = pipe.restyle(frames_video(frames), "blue", seed=8, strength=0.8)
+    assert np.array_equal(a.frames, b.frames)
+    assert not np.array_equal(a.frames, c.frames)
+
+
+def frames_video(frames):
+    from videdit.io import Video
+
+    return Video(frames, 24.0)
+
+
+def test_long_video_windows_cover_every_frame_once(tiny):
+    from videdit.io import Video
+
+    src = read_video(os.path.join(SAMPLES, "shapes.mp4"), max_frames=11, size="64x64")
+    out = tiny["pipe"].restyle(Video(src.frames, src.fps), "red", chunk=4, overlap=1)
+    assert out.frames.shape == src.frames.shape
+    assert out.frames.std() > 5  # not a constant image
+
+
+def test_short_video_and_single_frame(tiny, frames):
+    one = tiny["pipe"].restyle(frames_video(frames[:1]), "red", chunk=8)
+    assert one.frames.shape == (1, 64, 64, 3)
+
+
+def test_bad_inputs_raise_one_line_errors(tiny, tmp_path):
+    from videdit.api import load_pipeline
+
+    pipe = tiny["pipe"]
+    with pytest.raises(UsageError, match="choose one of"):
+        load_pipeline("no-such-pipeline")
+    with pytest.raises(UsageError, match="--strength"):
+        pipe.restyle(os.path.join(SAMPLES, "shapes.mp4"), "x", strength=1.5)
+    with pytest.raises(UsageError, match="--prompt or a --ref-image"):
+        pipe.restyle(os.path.join(SAMPLES, "shapes.mp4"), "  ")
+    with pytest.raises(UsageError, match="no IP-Adapter"):
+        pipe.restyle(os.path.join(SAMPLES, "shapes.mp4"), "x", ref_image=str(tmp_path / "nope.png"))
+    with pytest.raises(UsageError, match="has ControlNets for: canny"):
+        pipe.restyle(os.path.join(SAMPLES, "shapes.mp4"), "x", structure=("depth",))
+    missing = write_recipe(tmp_path / "m.toml", str(tmp_path / "absent-model"))
+    with pytest.raises(MissingWeightsError) as err:
+        load_pipeline(missing)
+    assert "\n" not in str(err.value) and "absent-model" in str(err.value)
+
+
+def test_missing_hub_weights_offline_is_one_line(monkeypatch, tmp_path):
+    from videdit.api import load_pipeline
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    with pytest.raises(MissingWeightsError) as err:
+        load_pipeline("sd15-depth")
+    msg = str(err.value)
+    assert "\n" not in msg and "runwayml/stable-diffusion-v1-5" in msg and "HF_HUB_OFFLINE" in msg
+
+
+def test_cli_restyle_writes_output_with_audio(tiny, tmp_path, capfd, monkeypatch):
+    from videdit.cli import main
+
+    monkeypatch.setenv("VIDEDIT_PROGRESS", "0")
+    out = tmp_path / "r.mp4"
+    rc = main(["restyle", os.path.join(SAMPLES, "shapes.mp4"), "--pipeline", tiny["recipe"], "--prompt", "red",
+               "--max-frames", "6", "-o", str(out), "--preview", str(tmp_path / "side.mp4")])
+    _, err = capfd.readouterr()
+    assert rc == 0, err
+    info = probe(out)
+    assert info.frame_count == 6 and info.has_audio and (info.width, info.height) == (64, 64)
+    assert probe(tmp_path / "side.mp4").width == 128
+
+
+@pytest.mark.parametrize("args, code, text", [
+    (["--pipeline", "nope"], 2, "unknown pipeline"),
+    (["--strength", "0"], 2, "--strength"),
+    (["--prompt", ""], 2, "--prompt or a --ref-image"),
+    (["--consistency", "sideways"], 2, "sideways"),
+])
+def test_cli_restyle_errors_leave_nothing(tiny, tmp_path, capfd, args, code, text):
+    from videdit.cli import main
+
+    base = ["restyle", os.path.join(SAMPLES, "shapes.mp4"), "-o", str(tmp_path / "x.mp4"), "--prompt", "red",
+            "--pipeline", tiny["recipe"]]
+    rc = main(base + args)
+    _, err = capfd.readouterr()
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert rc == code and len(lines) == 1 and text in lines[0], lines
+    assert os.listdir(tmp_path) == []
+
+
+def test_cli_missing_input_video(tiny, tmp_path, capfd):
+    from videdit.cli import main
+
+    rc = main(["restyle", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "x.mp4"), "--prompt", "red",
+               "--pipeline", tiny["recipe"]])
+    assert rc == InputError.exit_code and os.listdir(tmp_path) == []

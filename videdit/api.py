@@ -1,0 +1,178 @@
+"""The Python API for diffusion tasks: load a pipeline once, restyle or generate many times.
+
+    pipe = videdit.load_pipeline("sd15-depth")            # or a .toml recipe, or a diffusers dir
+    video = pipe.restyle("clip.mp4", "a watercolor city")  # -> Video
+    pipe.restyle("clip.mp4", "...", output="out.mp4")     # streams to disk, returns a summary
+    for chunk in pipe.restyle_stream("clip.mp4", "..."):  # (n, H, W, 3) uint8 as they are made
+        ...
+
+``videdit.restyle(...)`` and ``videdit.generate(...)`` are one-shot versions.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from typing import Iterator
+
+import numpy as np
+
+from .errors import UsageError
+from .io import AudioSource, Video, VideoWriter, iter_video
+from .options import DiffusionOptions, ReadOptions
+from .progress import progress
+from .tasks import _side_by_side
+
+__all__ = ["Pipeline", "load_pipeline", "restyle", "DEFAULT_RESTYLE", "DEFAULT_GENERATE"]
+
+DEFAULT_RESTYLE = "sd15-depth"
+DEFAULT_GENERATE = "modelscope-t2v"
+_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+_READ_KEYS = ("start", "end", "stride", "max_frames", "max_side")
+
+
+def _device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: no CUDA device is available here; use --device cpu")
+    if name not in ("cpu", "mps") and not name.startswith("cuda"):
+        raise UsageError(f"--device {name}: unknown; choose one of: auto, cpu, cuda, cuda:N, mps")
+    return name
+
+
+class Pipeline:
+    """A recipe's models, loaded once and reused across calls (see module docstring)."""
+
+    def __init__(self, components):
+        self.components = components
+        self.recipe = components.recipe
+
+    @classmethod
+    def load(cls, pipeline=None, *, kind: str = "restyle", device: str = "auto", dtype: str = "fp32",
+             allow_pickle: bool = False) -> "Pipeline":
+        import torch
+
+        from .core.components import load_components
+        from .core.recipes import load_recipe
+
+        recipe = load_recipe(pipeline or (DEFAULT_RESTYLE if kind == "restyle" else DEFAULT_GENERATE))
+        if dtype not in _DTYPES:
+            raise UsageError(f"--dtype: '{dtype}' unknown; choose one of: {', '.join(_DTYPES)}")
+        dev = _device(device)
+        if dev == "cpu" and dtype == "fp16":
+            raise UsageError("--dtype fp16 is not supported on the CPU; use fp32 or bf16")
+        comps = load_components(recipe, device=dev, dtype=getattr(torch, _DTYPES[dtype]), allow_pickle=allow_pickle)
+        return cls(comps)
+
+    @property
+    def size_multiple(self) -> int:
+        """Frame sides must be multiples of this (VAE factor x UNet downsampling)."""
+        c = self.components
+        return c.vae_factor * 2 ** (len(c.unet.config.block_out_channels) - 1)
+
+    def options(self, prompt: str, **kw) -> DiffusionOptions:
+        return DiffusionOptions(prompt=prompt, **kw).resolved(self.recipe.defaults)
+
+    # -- restyle ------------------------------------------------------------------------
+    def _restyle_setup(self, video, prompt, kw):
+        from .core.restyle import prepare
+
+        if self.recipe.kind != "restyle":
+            raise UsageError(f"pipeline '{self.recipe.name}' is a {self.recipe.kind} recipe; "
+                             "use `videdit generate` with it, or choose a restyle recipe")
+        read_kw = {k: kw.pop(k) for k in _READ_KEYS if k in kw}
+        read_fps = kw.pop("fps", None)
+        opts = self.options(prompt, **kw)
+        size = opts.size
+        if size is None and read_kw.get("max_side") is None:
+            read_kw["max_side"] = int(self.recipe.default("max_side", 512))
+        prep = prepare(self.components, opts)  # fails fast on bad prompt/options, before decoding
+        ropts = ReadOptions(size=size, fps=read_fps, multiple=self.size_multiple,
+                            chunk=max(1, opts.chunk - opts.overlap), **read_kw)
+        if isinstance(video, Video):
+            frames = video.frames
+            w, h = ropts.target_size(video.width, video.height)
+            if (w, h) != (video.width, video.height):
+                from .io.read import _resize
+
+                frames = _resize(frames, (w, h))
+            chunks = [frames[i:i + ropts.chunk] for i in range(0, len(frames), ropts.chunk)]
+            return prep, chunks, len(frames), video.fps, video.source, video.start
+        stream = iter_video(video, ropts)
+        return prep, stream, len(stream), stream.fps, stream.info, stream.start
+
+    def restyle_stream(self, video, prompt: str = "", **kw) -> Iterator[np.ndarray]:
+        """Yield restyled ``(n, H, W, 3) uint8`` chunks as they are made (see :meth:`restyle`)."""
+        from .core.restyle import restyle_windows
+        from .io import prefetch
+
+        prep, chunks, total, *_ = self._restyle_setup(video, prompt, kw)
+        yield from restyle_windows(self.components, prep, prefetch(chunks) if not isinstance(chunks, list) else chunks)
+
+    def restyle(self, video, prompt: str = "", *, output: str | os.PathLike | None = None,
+                preview: str | os.PathLike | None = None, **kw):
+        """Restyle ``video`` (a path or a :class:`Video`) with ``prompt`` (and/or ``ref_image=``).
+
+        Keyword options are :class:`~videdit.options.DiffusionOptions` fields (strength,
+        steps, guidance, seed, consistency, structure, structure_scale, structure_detail,
+        chunk, overlap, ...) and frame selection (start, end, stride, fps, max_frames,
+        max_side; ``size`` is a DiffusionOptions field). Without ``output`` returns a
+        :class:`Video`; with it, streams to that file (audio of the range kept) and
+        returns a summary dict.
+        """
+        from .core.restyle import restyle_windows
+        from .io import prefetch
+
+        prep, chunks, total, fps, info, start = self._restyle_setup(video, prompt, kw)
+        src = prefetch(chunks) if not isinstance(chunks, list) else chunks
+        pending: deque = deque()  # source frames not yet matched by output (at most a window)
+
+        def tee(it):
+            for c in it:
+                pending.extend(c)
+                yield c
+
+        out_frames, writers, done = [], [], 0
+        try:
+            if output is not None:
+                audio = AudioSource(info.path, start, total / fps) if info is not None and info.has_audio else None
+                protect = [info.path] if info is not None else []
+                writers.append(VideoWriter(output, fps, audio=audio, protect=protect))
+                if preview is not None:
+                    writers.append(VideoWriter(preview, fps, audio=audio, protect=protect + [os.fspath(output)]))
+            steps = max(1, int(prep.opts.steps * prep.opts.strength))
+            with progress(total=total, desc=f"restyle {self.recipe.name} ({steps} steps)", unit="frame") as bar:
+                for chunk in restyle_windows(self.components, prep, tee(src)):
+                    source = np.stack([pending.popleft() for _ in range(len(chunk))])
+                    if writers:
+                        writers[0].write(chunk)
+                        if preview is not None:
+                            writers[1].write(_side_by_side(source, chunk))
+                    else:
+                        out_frames.append(chunk)
+                    done += len(chunk)
+                    bar.update(len(chunk))
+            paths = [w.close() for w in writers]
+        except BaseException:
+            for w in writers:
+                w.abort()
+            raise
+        if output is None:
+            return Video(np.concatenate(out_frames), fps, source=info, start=start)
+        return {"output": paths[0], "preview": paths[1] if preview is not None else None, "frames": done,
+                "fps": fps, "pipeline": self.recipe.name}
+
+
+def load_pipeline(pipeline=None, *, kind: str = "restyle", device: str = "auto", dtype: str = "fp32",
+                  allow_pickle: bool = False) -> Pipeline:
+    """Load a recipe (name, ``.toml`` path or diffusers directory) once, to reuse across calls."""
+    return Pipeline.load(pipeline, kind=kind, device=device, dtype=dtype, allow_pickle=allow_pickle)
+
+
+def restyle(video, prompt: str = "", *, pipeline=None, device: str = "auto", dtype: str = "fp32", **kw):
+    """One-shot :meth:`Pipeline.restyle`; ``pipeline`` may be a loaded :class:`Pipeline`."""
+    pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline, device=device, dtype=dtype)
+    return pipe.restyle(video, prompt, **kw)
