@@ -9,14 +9,14 @@ import numpy as np
 import pytest
 import torch
 
-from videdit.core.attention import FrameContext, spatial_self_attention_names
+from videdit.core.attention import spatial_self_attention_names
 from videdit.core.conditioning import control_tensor, vae_decode
-from videdit.core.restyle import denoise_window, prepare
+from videdit.core.restyle import denoise_clip, prepare
 from videdit.core.sampling import frame_noise
 from videdit.errors import InputError, MissingWeightsError, UsageError
 from videdit.io import probe, read_video
 
-from tiny_models import save_sd15_dir, write_recipe
+from videdit.testing import save_sd15_dir, write_recipe
 
 SAMPLES = os.path.join(os.path.dirname(__file__), "..", "samples")
 
@@ -43,14 +43,8 @@ def _floats(images: torch.Tensor) -> np.ndarray:
 
 def _ours(pipe, frames, **kw):
     opts = pipe.options("a red circle", **kw)
-    prep = prepare(pipe.components, opts)
-    from videdit.core.attention import cross_frame_attention
-
-    ctx = FrameContext()
-    nets = [pipe.components.unet, *[n for _, n, *_ in prep.controls]]
-    with cross_frame_attention(nets, opts.consistency, ctx):
-        lat = denoise_window(pipe.components, prep, frames, list(range(len(frames))), ctx)
-    return _floats(vae_decode(pipe.components.vae, lat)), prep
+    lat = denoise_clip(pipe.components, opts, frames)
+    return _floats(vae_decode(pipe.components.vae, lat)), prepare(pipe.components, opts)
 
 
 def test_consistency_none_equals_diffusers_controlnet_pipeline(tiny, frames):

@@ -13,17 +13,18 @@ from __future__ import annotations
 
 import os
 from collections import deque
+from contextlib import nullcontext
 from typing import Iterator
 
 import numpy as np
 
 from .errors import UsageError
 from .io import AudioSource, Video, VideoWriter, iter_video
+from .io.write import Outputs
 from .options import DiffusionOptions, ReadOptions
 from .progress import progress
-from .tasks import _side_by_side
 
-__all__ = ["Pipeline", "load_pipeline", "restyle", "DEFAULT_RESTYLE", "DEFAULT_GENERATE"]
+__all__ = ["Pipeline", "load_pipeline", "restyle", "generate", "DEFAULT_RESTYLE", "DEFAULT_GENERATE"]
 
 DEFAULT_RESTYLE = "sd15-depth"
 DEFAULT_GENERATE = "modelscope-t2v"
@@ -59,6 +60,10 @@ class Pipeline:
         from .core.recipes import load_recipe
 
         recipe = load_recipe(pipeline or (DEFAULT_RESTYLE if kind == "restyle" else DEFAULT_GENERATE))
+        if kind is not None and recipe.kind != kind:
+            command = "generate" if recipe.kind == "text2video" else "restyle"
+            raise UsageError(f"pipeline '{recipe.name}' is a {recipe.kind} recipe, not {kind}; "
+                             f"use `videdit {command}` with it, or choose a {kind} recipe")
         if dtype not in _DTYPES:
             raise UsageError(f"--dtype: '{dtype}' unknown; choose one of: {', '.join(_DTYPES)}")
         dev = _device(device)
@@ -135,35 +140,53 @@ class Pipeline:
                 pending.extend(c)
                 yield c
 
-        out_frames, writers, done = [], [], 0
-        try:
-            if output is not None:
-                audio = AudioSource(info.path, start, total / fps) if info is not None and info.has_audio else None
-                protect = [info.path] if info is not None else []
-                writers.append(VideoWriter(output, fps, audio=audio, protect=protect))
-                if preview is not None:
-                    writers.append(VideoWriter(preview, fps, audio=audio, protect=protect + [os.fspath(output)]))
-            steps = max(1, int(prep.opts.steps * prep.opts.strength))
-            with progress(total=total, desc=f"restyle {self.recipe.name} ({steps} steps)", unit="frame") as bar:
-                for chunk in restyle_windows(self.components, prep, tee(src)):
-                    source = np.stack([pending.popleft() for _ in range(len(chunk))])
-                    if writers:
-                        writers[0].write(chunk)
-                        if preview is not None:
-                            writers[1].write(_side_by_side(source, chunk))
-                    else:
-                        out_frames.append(chunk)
-                    done += len(chunk)
-                    bar.update(len(chunk))
-            paths = [w.close() for w in writers]
-        except BaseException:
-            for w in writers:
-                w.abort()
-            raise
+        out_frames, done = [], 0
+        audio = AudioSource(info.path, start, total / fps) if output and info is not None and info.has_audio else None
+        outs = (Outputs(output, preview, fps, audio=audio, protect=[info.path] if info is not None else [])
+                if output is not None else nullcontext())
+        steps = max(1, int(prep.opts.steps * prep.opts.strength))
+        with outs, progress(total=total, desc=f"restyle {self.recipe.name} ({steps} steps)", unit="frame") as bar:
+            for chunk in restyle_windows(self.components, prep, tee(src)):
+                source = np.stack([pending.popleft() for _ in range(len(chunk))])
+                if output is not None:
+                    outs.write(source, chunk)
+                else:
+                    out_frames.append(chunk)
+                done += len(chunk)
+                bar.update(len(chunk))
         if output is None:
             return Video(np.concatenate(out_frames), fps, source=info, start=start)
-        return {"output": paths[0], "preview": paths[1] if preview is not None else None, "frames": done,
-                "fps": fps, "pipeline": self.recipe.name}
+        return {"output": outs.paths[0], "preview": outs.preview, "frames": done, "fps": fps,
+                "pipeline": self.recipe.name}
+
+    # -- generate -----------------------------------------------------------------------
+    def generate(self, prompt: str, *, output: str | os.PathLike | None = None, **kw):
+        """Text-to-video with a UNet3D recipe: ``frames`` frames of ``size`` at ``fps``.
+
+        Keyword options are :class:`~videdit.options.DiffusionOptions` fields (frames,
+        size, fps, steps, guidance, seed, negative_prompt, consistency, ...). Without
+        ``output`` returns a :class:`Video`; with it writes the file and returns a summary.
+        """
+        from .core.t2v import generate_frames, resolve_options
+
+        if self.recipe.kind != "text2video":
+            raise UsageError(f"pipeline '{self.recipe.name}' is a {self.recipe.kind} recipe; "
+                             "use `videdit restyle` with it, or choose a text2video recipe")
+        opts = resolve_options(self.components, DiffusionOptions(prompt=prompt, **kw))
+        writer = VideoWriter(output, opts.fps) if output is not None else None  # fails early on a bad path
+        try:
+            with progress(total=opts.steps, desc=f"generate {self.recipe.name}", unit="step") as bar:
+                frames = generate_frames(self.components, opts, on_step=lambda i, x: bar.update(1))
+            if writer is None:
+                return Video(frames, float(opts.fps))
+            writer.write(frames)
+            path = writer.close()
+        except BaseException:
+            if writer is not None:
+                writer.abort()
+            raise
+        return {"output": path, "frames": len(frames), "fps": float(opts.fps), "pipeline": self.recipe.name,
+                "size": [int(frames.shape[2]), int(frames.shape[1])]}
 
 
 def load_pipeline(pipeline=None, *, kind: str = "restyle", device: str = "auto", dtype: str = "fp32",
@@ -176,3 +199,10 @@ def restyle(video, prompt: str = "", *, pipeline=None, device: str = "auto", dty
     """One-shot :meth:`Pipeline.restyle`; ``pipeline`` may be a loaded :class:`Pipeline`."""
     pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline, device=device, dtype=dtype)
     return pipe.restyle(video, prompt, **kw)
+
+
+def generate(prompt: str, *, pipeline=None, device: str = "auto", dtype: str = "fp32", **kw):
+    """One-shot :meth:`Pipeline.generate` (text-to-video); ``pipeline`` may be a loaded :class:`Pipeline`."""
+    pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline, kind="text2video",
+                                                                         device=device, dtype=dtype)
+    return pipe.generate(prompt, **kw)

@@ -1,6 +1,6 @@
 """Re-runnable benchmarks (``make bench``): ratios against baselines measured in the same run.
 
-Foundation benchmarks:
+Sections: ``foundation`` (below) and ``core`` (see :func:`bench_core`). Foundation:
 
 - streaming memory: peak RSS of ``videdit structure`` on a 512-frame clip over the
   same on a 32-frame clip (goal <= 1.15: memory must not grow with length);
@@ -47,6 +47,7 @@ def _run_cli(args: list[str]) -> dict:
 
 
 def _make_clip(path: str, frames: int, size: str = "640x360", fps: int = 24) -> str:
+    """A testsrc2 clip with a sine audio track, made by the bundled ffmpeg."""
     from .io import ffmpeg_exe
 
     subprocess.run([ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
@@ -90,6 +91,104 @@ def bench_foundation(tmp: str, repeats: int = 3) -> dict:
     }
 
 
+def _interleaved_best(repeats: int, **fns) -> dict:
+    """Best wall time of each callable, run in alternation so drift hits all equally."""
+    best = {k: float("inf") for k in fns}
+    for _ in range(repeats):
+        for k, fn in fns.items():
+            t = time.perf_counter()
+            fn()
+            best[k] = min(best[k], time.perf_counter() - t)
+    return best
+
+
+def bench_core(tmp: str, repeats: int = 3) -> dict:
+    """Restyle engine vs diffusers' reference pipeline, cross-frame cost, long-video memory.
+
+    Model: a tiny random SD 1.5-shaped UNet + ControlNet (videdit.testing), so the
+    numbers measure the engine, not a particular checkpoint.
+    """
+    import numpy as np
+    import torch
+
+    from .api import load_pipeline
+    from .core.conditioning import control_tensor, vae_decode
+    from .core.restyle import denoise_clip
+    from .core.sampling import frame_noise
+    from .io import read_video
+    from .testing import save_sd15_dir, write_recipe
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    d = save_sd15_dir(os.path.join(tmp, "models"))
+    recipe = write_recipe(os.path.join(tmp, "tiny.toml"), d["base"], [(d["controlnet"], "canny")],
+                          {"steps": 10, "chunk": 8, "overlap": 2, "max_side": 128, "strength": 1.0})
+    pipe = load_pipeline(recipe, device="cpu")
+    c = pipe.components
+    samples = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "samples")
+    frames = read_video(os.path.join(samples, "shapes.mp4"), max_frames=8, size="128x128").frames
+    n, steps, prompt = len(frames), 10, "a red circle"
+
+    def ours(mode):
+        def run():
+            lat = denoise_clip(c, pipe.options(prompt, consistency=mode, strength=1.0, steps=steps, seed=0), frames)
+            return vae_decode(c.vae, lat)
+        return run
+
+    from diffusers import StableDiffusionControlNetPipeline
+
+    ref = StableDiffusionControlNetPipeline(vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer,
+                                            unet=c.unet, controlnet=c.controlnets[0][1],
+                                            scheduler=type(c.scheduler).from_config(c.scheduler.config),
+                                            safety_checker=None, feature_extractor=None,
+                                            requires_safety_checker=False)
+    ref.set_progress_bar_config(disable=True)
+    from .structure import get_extractor
+
+    control = control_tensor(get_extractor("canny")(frames))
+    noise = frame_noise(0, range(n), (4, 128 // c.vae_factor, 128 // c.vae_factor))
+
+    def theirs():  # the same batch of frames in one call, as our window runs them
+        return ref([prompt] * n, image=control, height=128, width=128, num_inference_steps=steps,
+                   guidance_scale=7.5, latents=noise, output_type="pt").images
+
+    t = _interleaved_best(repeats, ours_none=ours("none"), reference=theirs, ours_sc=ours("sparse-causal"))
+
+    clip32 = _make_clip(os.path.join(tmp, "c32.mp4"), 32, size="64x64")
+    clip256 = _make_clip(os.path.join(tmp, "c256.mp4"), 256, size="64x64")
+    small = write_recipe(os.path.join(tmp, "small.toml"), d["base"], [(d["controlnet"], "canny")],
+                         {"steps": 2, "chunk": 8, "overlap": 2, "max_side": 64, "strength": 0.8})
+    out = os.path.join(tmp, "r.mp4")
+    r32 = _run_cli(["restyle", clip32, "--pipeline", small, "--prompt", "red", "-o", out])
+    r256 = _run_cli(["restyle", clip256, "--pipeline", small, "--prompt", "red", "-o", out])
+    return {"ours_s": t["ours_none"], "reference_s": t["reference"], "ours_sc_s": t["ours_sc"],
+            "ratio_vs_reference": t["ours_none"] / t["reference"], "ratio_sc_vs_none": t["ours_sc"] / t["ours_none"],
+            "frames": n, "steps": steps, "size": "128x128", "rss_32_mb": r32["rss_mb"], "rss_256_mb": r256["rss_mb"],
+            "rss_ratio": r256["rss_mb"] / r32["rss_mb"], "wall_32_s": r32["wall"], "wall_256_s": r256["wall"]}
+
+
+def render_core(r: dict) -> str:
+    ok = lambda cond: "meets goal" if cond else "MISSES goal"  # noqa: E731
+    return "\n".join([
+        "## Diffusion core: restyle engine",
+        "",
+        f"Command: `make bench` (`python -m videdit.bench --only core`). Machine: {_machine()}. "
+        f"Model: tiny random SD 1.5-shaped UNet + ControlNet (`videdit.testing`), {r['frames']} frames at "
+        f"{r['size']}, {r['steps']} DDIM steps, CFG 7.5, best of 3 runs interleaved.",
+        "",
+        "| measure | ratio | goal | absolute (context only) |",
+        "|---|---|---|---|",
+        f"| time, our restyle (`--consistency none`) / diffusers `StableDiffusionControlNetPipeline` on the same batch "
+        f"| {r['ratio_vs_reference']:.3f} | <= 1.05 ({ok(r['ratio_vs_reference'] <= 1.05)}) "
+        f"| {r['ours_s']:.2f} s vs {r['reference_s']:.2f} s |",
+        f"| time, `sparse-causal` / `none` | {r['ratio_sc_vs_none']:.3f} | <= 1.15 ({ok(r['ratio_sc_vs_none'] <= 1.15)}) "
+        f"| {r['ours_sc_s']:.2f} s |",
+        f"| peak RSS, `videdit restyle` 256 frames / 32 frames (64x64, 2 steps, windows of 8) | {r['rss_ratio']:.3f} "
+        f"| <= 1.15 ({ok(r['rss_ratio'] <= 1.15)}) | {r['rss_256_mb']:.0f} MB vs {r['rss_32_mb']:.0f} MB; "
+        f"{r['wall_256_s']:.1f} s vs {r['wall_32_s']:.1f} s |",
+        "",
+    ])
+
+
 def _machine() -> str:
     return f"{platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
 
@@ -131,15 +230,21 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m videdit.bench", description=__doc__.splitlines()[0])
     ap.add_argument("--out", help="Markdown file to update (e.g. BENCHMARKS.md).")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--only", choices=sorted(SECTIONS), action="append", help="Run only these sections.")
     args = ap.parse_args(argv)
-    with tempfile.TemporaryDirectory(prefix="videdit-bench-") as tmp:
-        r = bench_foundation(tmp, args.repeats)
-    text = render_foundation(r)
-    print(text)
-    print(json.dumps(r, indent=2))
-    if args.out:
-        _update_markdown(args.out, "foundation", text)
+    for name in args.only or sorted(SECTIONS):
+        run, render = SECTIONS[name]
+        with tempfile.TemporaryDirectory(prefix="videdit-bench-") as tmp:
+            r = run(tmp, args.repeats)
+        text = render(r)
+        print(text)
+        print(json.dumps(r, indent=2))
+        if args.out:
+            _update_markdown(args.out, name, text)
     return 0
+
+
+SECTIONS = {"foundation": (bench_foundation, render_foundation), "core": (bench_core, render_core)}
 
 
 if __name__ == "__main__":

@@ -231,6 +231,26 @@ def restyle(video, output, **kw):
 
 
 @cli.command()
+@click.option("-o", "--output", type=click.Path(), required=True, help="Output video (mp4, webm, mkv, mov, gif).")
+@diffusion_options
+@click.option("--frames", type=int, help="Number of frames (recipe default).")
+@click.option("--size", help="WIDTHxHEIGHT (recipe default; a multiple of the model's factor).")
+@click.option("--fps", type=float, help="Frame rate of the written video (recipe default).")
+def generate(output, **kw):
+    """Generate a video from a text prompt alone (UNet3D, the ModelScope text-to-video design)."""
+    from .api import load_pipeline
+    from .options import DiffusionOptions
+
+    load, opts = _pop_diffusion(kw)
+    DiffusionOptions(**opts)  # validate before loading models
+    pipe = load_pipeline(load["pipeline"], kind="text2video", device=load["device"], dtype=load["dtype"],
+                         allow_pickle=load["allow_pickle"])
+    s = pipe.generate(opts.pop("prompt", ""), output=output, **opts)
+    click.echo(f"wrote {s['output']} ({s['frames']} frames, {s['size'][0]}x{s['size'][1]}, {s['fps']:.3f} fps, "
+               f"pipeline {s['pipeline']})")
+
+
+@cli.command()
 def pipelines():
     """List the recipes and whether their weights are present on this machine."""
     from .core.recipes import list_recipes

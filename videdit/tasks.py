@@ -12,7 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from .io import AudioSource, VideoWriter, iter_video, prefetch
+from .io import AudioSource, iter_video, prefetch
+from .io.write import Outputs
 from .options import ReadOptions
 from .progress import progress
 
@@ -32,41 +33,14 @@ def map_video(src: str | os.PathLike, transform: Callable[[np.ndarray], np.ndarr
     stream = iter_video(src, options)
     protect = [stream.info.path]
     sound = AudioSource(stream.info.path, stream.start, len(stream) / stream.fps) if audio and stream.info.has_audio else None
-    writers = [VideoWriter(output, stream.fps, audio=sound, protect=protect, preset=preset)]
-    if preview is not None:
-        writers.append(VideoWriter(preview, stream.fps, audio=sound, protect=protect + [os.fspath(output)],
-                                   preset=preset))
-    try:
+    with Outputs(output, preview, stream.fps, audio=sound, protect=protect, preset=preset) as outs:
         with progress(total=len(stream), desc=desc, unit="frame") as bar:
             for chunk in prefetch(stream):
-                out = transform(chunk)
-                writers[0].write(out)
-                if preview is not None:
-                    writers[1].write(_side_by_side(chunk, out))
+                outs.write(chunk, transform(chunk))
                 bar.update(len(chunk))
-        paths = [w.close() for w in writers]
-    except BaseException:
-        for w in writers:
-            w.abort()
-        raise
-    return {"input": stream.info.path, "output": paths[0], "preview": paths[1] if preview is not None else None,
-            "frames": writers[0].frames_written, "fps": stream.fps, "size": list(stream.size),
+    return {"input": stream.info.path, "output": outs.paths[0], "preview": outs.preview,
+            "frames": outs.frames_written, "fps": stream.fps, "size": list(stream.size),
             "audio": sound is not None}
-
-
-def _side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
-    """``(n, H, W, 3)`` + ``(n, H, W', 3)`` (or gray ``(n, H, W')``) -> ``(n, H, W + W', 3)``.
-
-    ``right`` is resized to height H if needed."""
-    if right.ndim == 3:
-        right = np.repeat(right[..., None], 3, axis=3)
-    if right.shape[1] != left.shape[1]:
-        import cv2
-
-        h = left.shape[1]
-        w = max(2, round(right.shape[2] * h / right.shape[1]))
-        right = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in right])
-    return np.concatenate([left, right], axis=2)
 
 
 def structure_video(src: str | os.PathLike, output: str | os.PathLike, *, signal: str = "canny",

@@ -35,15 +35,23 @@ def _first_line(err: BaseException) -> str:
     return (text[0] if text else type(err).__name__)[:200]
 
 
-def _load(cls, ref: str, subfolder: str | None, *, recipe: str, what: str, allow_pickle: bool, **kw):
-    """``cls.from_pretrained(ref, subfolder=...)``, local first, errors as one line."""
+def _checked(obj, check):
+    if check is not None and not check(obj):
+        raise OSError("files missing (loaded empty)")
+    return obj
+
+
+def _load(cls, ref: str, subfolder: str | None, *, recipe: str, what: str, allow_pickle: bool, check=None, **kw):
+    """``cls.from_pretrained(ref, subfolder=...)``, local first, errors as one line.
+
+    ``check(obj) -> bool`` rejects an object that loaded without error but empty."""
     is_dir = os.path.isdir(ref)
     if ref.startswith((".", "/", "~")) and not is_dir:
         raise MissingWeightsError(f"{recipe}: {what}: local directory {ref} does not exist")
     safe = {} if allow_pickle else {"use_safetensors": True}
     args = dict(subfolder=subfolder, **kw) if subfolder else dict(kw)
     try:
-        return cls.from_pretrained(ref, local_files_only=True, **safe, **args)
+        return _checked(cls.from_pretrained(ref, local_files_only=True, **safe, **args), check)
     except Exception as err:  # noqa: BLE001 - every loader failure becomes one line below
         local_err = err
     where = f"'{ref}'" + (f" (subfolder {subfolder})" if subfolder else "")
@@ -54,7 +62,7 @@ def _load(cls, ref: str, subfolder: str | None, *, recipe: str, what: str, allow
                                  f"`hf download {ref}` or point the recipe at a local directory")
         raise MissingWeightsError(f"{recipe}: {what} not loadable from {where}: {hint}{how}")
     try:
-        return cls.from_pretrained(ref, **safe, **args)
+        return _checked(cls.from_pretrained(ref, **safe, **args), check)
     except Exception as err:  # noqa: BLE001
         raise MissingWeightsError(
             f"{recipe}: {what} weights for {where} are not in the Hugging Face cache and could not be "
@@ -134,8 +142,10 @@ def load_components(recipe: Recipe, *, device: str = "cpu", dtype: torch.dtype =
         return getattr(library, default)
 
     kw = dict(recipe=recipe.name, allow_pickle=allow_pickle)
+    # transformers 5 "loads" a CLIPTokenizer from a place without vocab files as a
+    # two-token tokenizer instead of failing, which would silently garble prompts.
     tokenizer = _load(cls_of("tokenizer", transformers, "CLIPTokenizer"), recipe.base, "tokenizer",
-                      what="tokenizer", **kw)
+                      what="tokenizer", check=lambda tok: len(tok) >= 10, **kw)
     text_encoder = _load(cls_of("text_encoder", transformers, "CLIPTextModel"), recipe.base, "text_encoder",
                          what="text encoder", **kw)
     vae = _load(cls_of("vae", diffusers, "AutoencoderKL"), recipe.base, "vae", what="VAE", **kw)

@@ -30,7 +30,8 @@ from .conditioning import (PromptEmbeds, control_tensor, encode_prompt, frames_t
 from .sampling import classifier_free, frame_noise, fresh_scheduler, make_timesteps, noised_start, sample, \
     step_kwargs
 
-__all__ = ["Prepared", "prepare", "controlled_unet", "denoise_window", "restyle_windows", "encode_reference"]
+__all__ = ["Prepared", "prepare", "controlled_unet", "denoise_window", "denoise_clip", "restyle_windows",
+           "encode_reference"]
 
 
 @dataclass
@@ -48,7 +49,7 @@ def _load_image(path: str) -> np.ndarray:
 
     try:
         with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
+            return np.array(im.convert("RGB"))
     except FileNotFoundError:
         raise InputError(f"{path}: reference image not found") from None
     except (UnidentifiedImageError, OSError, ValueError) as err:
@@ -211,3 +212,17 @@ def restyle_windows(comps: Components, prep: Prepared, chunks: Iterable[np.ndarr
                 yield tensor_to_frames(images)
             if on_step is not None:
                 on_step()
+
+
+@torch.no_grad()
+def denoise_clip(comps: Components, opts: DiffusionOptions, frames: np.ndarray) -> torch.Tensor:
+    """All of ``frames`` ``(n, H, W, 3) uint8`` as one window, cross-frame attention installed.
+
+    Returns final latents ``(n, C, h, w)``; the building block that equivalence tests
+    and benchmarks compare with diffusers' pipelines.
+    """
+    prep = prepare(comps, opts)
+    ctx = FrameContext()
+    nets = [comps.unet, *[net for _, net, *_ in prep.controls]]
+    with cross_frame_attention(nets, opts.consistency, ctx, window=opts.window):
+        return denoise_window(comps, prep, frames, list(range(len(frames))), ctx)

@@ -142,7 +142,9 @@ def generate_latents(comps: Components, opts: DiffusionOptions, ctx: FrameContex
     ``opts.size`` over the VAE factor, all ``opts.steps`` steps from pure noise.
     Video-to-video (SDEdit) when ``clean`` is given: ``clean`` ``(F, C, h, w)`` VAE
     latents (scaled by the VAE's ``scaling_factor``) are noised to the first of
-    the last ``int(steps * strength)`` timesteps and denoised from there.
+    the last ``int(steps * strength)`` timesteps and denoised from there
+    (``strength = 1`` starts from pure noise, as the restyle engine does; diffusers
+    would still noise ``clean`` to the first timestep).
 
     ``noise``: ``(F, C, h, w)`` initial noise; default :func:`frame_noise` of
     ``opts.seed`` per frame number (``opts.shared_noise``: frame 0's for all).

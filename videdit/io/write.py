@@ -29,7 +29,7 @@ import numpy as np
 from ..errors import OutputError, UsageError
 from .video import Video
 
-__all__ = ["AudioSource", "VideoWriter", "write_video", "ffmpeg_exe", "FORMATS"]
+__all__ = ["AudioSource", "VideoWriter", "Outputs", "side_by_side", "write_video", "ffmpeg_exe", "FORMATS"]
 
 log = logging.getLogger("videdit")
 
@@ -338,3 +338,67 @@ def write_video(video: Video | np.ndarray, path: str | os.PathLike, *, fps: floa
         for i in range(0, len(frames), chunk):
             writer.write(frames[i: i + chunk])
     return writer.path
+
+
+def side_by_side(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+    """``(n, H, W, 3)`` + ``(n, H', W', 3)`` (or gray ``(n, H', W')``) uint8 -> ``(n, H, W + W'', 3)``.
+
+    ``right`` is resized to height ``H`` if needed (aspect kept)."""
+    if right.ndim == 3:
+        right = np.repeat(right[..., None], 3, axis=3)
+    if right.shape[1] != left.shape[1]:
+        import cv2
+
+        h = left.shape[1]
+        w = max(2, round(right.shape[2] * h / right.shape[1]))
+        right = np.stack([cv2.resize(f, (w, h), interpolation=cv2.INTER_AREA) for f in right])
+    return np.concatenate([left, right], axis=2)
+
+
+class Outputs:
+    """The output video plus an optional side-by-side ``source | output`` preview, written together.
+
+    A context manager: on an exception every file is aborted (nothing half-written
+    is left); on success both are closed and moved into place. ``write(source,
+    out)`` takes matching chunks. ``paths`` holds the written paths after exit.
+    """
+
+    def __init__(self, output, preview, fps: float, *, audio: AudioSource | None = None, protect=(),
+                 preset: str | None = None):
+        protect = list(protect)
+        self.writers = [VideoWriter(output, fps, audio=audio, protect=protect, preset=preset)]
+        if preview is not None:
+            self.writers.append(VideoWriter(preview, fps, audio=audio, protect=protect + [os.fspath(output)],
+                                            preset=preset))
+        self.paths: list[str] = []
+
+    @property
+    def frames_written(self) -> int:
+        return self.writers[0].frames_written
+
+    def write(self, source: np.ndarray, out: np.ndarray) -> None:
+        self.writers[0].write(out)
+        if len(self.writers) > 1:
+            self.writers[1].write(side_by_side(source, out))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                self.paths = [w.close() for w in self.writers]
+                return False
+            except BaseException:
+                for w in self.writers:  # one failed to finish: take the others back too
+                    w.abort()
+                    if os.path.exists(w.path) and w.path in self.paths:
+                        os.remove(w.path)
+                raise
+        for w in self.writers:
+            w.abort()
+        return False
+
+    @property
+    def preview(self) -> str | None:
+        return self.paths[1] if len(self.paths) > 1 else None

@@ -1,6 +1,10 @@
-"""Tiny random models shaped like the real ones: the real configs from tests/hub_configs
-with only size fields shrunk, saved in diffusers format (safetensors) so tests go
-through the same loading code as real weights."""
+"""Tiny random models shaped like the real ones, for tests and benchmarks.
+
+The real configs in ``tests/hub_configs`` (verbatim from the Hugging Face hub, see
+its SOURCES.md) with only size fields shrunk, saved in diffusers format
+(safetensors), so tests and benchmarks go through the same loading code as real
+weights. Needs a source checkout (the configs live in ``tests/``).
+"""
 
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from pathlib import Path
 
 import torch
 
-CONFIGS = Path(__file__).parent / "hub_configs"
+CONFIGS = Path(__file__).resolve().parents[1] / "tests" / "hub_configs"
 SD15 = CONFIGS / "runwayml--stable-diffusion-v1-5"
 
 
@@ -90,3 +94,45 @@ def write_recipe(path, base: str, controlnets=(), defaults=None, name="tiny", ex
         lines += [f"{k} = {json.dumps(v)}" for k, v in defaults.items()]
     Path(path).write_text("\n".join(lines) + "\n" + extra)
     return os.fspath(path)
+
+
+IP = CONFIGS / "h94--IP-Adapter" / "models" / "image_encoder"
+
+
+def save_ip_adapter(root, unet_config: dict, seed: int = 20) -> str:
+    """A tiny IP-Adapter in h94/IP-Adapter's layout: ``models/ip-adapter_tiny.safetensors``
+    (keys ``image_proj.*`` and ``ip_adapter.{1,3,5..}.to_{k,v}_ip.weight``, the format
+    diffusers' ``load_ip_adapter`` reads) and ``models/image_encoder/`` (a tiny
+    ``CLIPVisionModelWithProjection`` from the real ViT-H config, shrunk)."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    root = Path(root) / "tiny-ip-adapter"
+    cfg = CLIPVisionConfig.from_pretrained(IP)
+    cfg.hidden_size, cfg.intermediate_size, cfg.num_hidden_layers, cfg.num_attention_heads = 32, 37, 2, 4
+    cfg.projection_dim = 16
+    _seeded(seed)
+    CLIPVisionModelWithProjection(cfg).save_pretrained(root / "models" / "image_encoder")
+    cross, blocks = unet_config["cross_attention_dim"], unet_config["block_out_channels"]
+    g = torch.Generator().manual_seed(seed)
+    sd = {"image_proj.proj.weight": torch.randn(cross * 4, cfg.projection_dim, generator=g) * 0.2,
+          "image_proj.proj.bias": torch.zeros(cross * 4),
+          "image_proj.norm.weight": torch.ones(cross), "image_proj.norm.bias": torch.zeros(cross)}
+    # One (to_k_ip, to_v_ip) pair per cross-attention layer, in attn_processors order, ids 1, 3, 5...
+    from diffusers import UNet2DConditionModel
+
+    unet = UNet2DConditionModel.from_config(unet_config)
+    key_id = 1
+    for name in unet.attn_processors:
+        if name.endswith("attn2.processor"):
+            if name.startswith("mid_block"):
+                hidden = blocks[-1]
+            elif name.startswith("up_blocks"):
+                hidden = list(reversed(blocks))[int(name[len("up_blocks.")])]
+            else:
+                hidden = blocks[int(name[len("down_blocks.")])]
+            for kv in ("k", "v"):
+                sd[f"ip_adapter.{key_id}.to_{kv}_ip.weight"] = torch.randn(hidden, cross, generator=g) * 0.2
+            key_id += 2
+    save_file(sd, str(root / "models" / "ip-adapter_tiny.safetensors"))
+    return str(root)

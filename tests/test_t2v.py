@@ -1,0 +1,359 @@
+"""Tests for videdit.core.t2v: the UNet3D (ModelScope) text-to-video / video-to-video engine.
+
+CPU, offline, no pretrained weights. Equivalence tests build *tiny* random
+models from the real ModelScope configs in tests/hub_configs (only size fields
+shrunk) and compare our sampling loop with diffusers' deprecated
+``TextToVideoSDPipeline`` / ``VideoToVideoSDPipeline``, used only as oracles.
+One slow test runs the full-size ModelScope UNet3D (random weights) for one step.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from videdit.core.attention import CrossFrameAttnProcessor, FrameContext, cross_frame_attention, \
+    spatial_self_attention_names
+from videdit.core.components import Components
+from videdit.core.conditioning import PromptEmbeds, frames_to_tensor, vae_encode
+from videdit.core.recipes import load_recipe
+from videdit.core.sampling import frame_noise
+from videdit.core.t2v import generate_frames, generate_latents, video_model, video_to_video_frames
+from videdit.errors import UsageError
+from videdit.options import DiffusionOptions
+
+ROOT = Path(__file__).resolve().parent.parent
+MS_DIR = Path(__file__).parent / "hub_configs" / "ali-vilab--text-to-video-ms-1.7b"
+SD_TOKENIZER = Path(__file__).parent / "hub_configs" / "runwayml--stable-diffusion-v1-5" / "tokenizer"
+
+FRAMES, SIZE = 3, 16  # tiny VAE factor 2 -> 8x8 latents
+PROMPT = "a red fox running through snow"
+
+
+# --------------------------------------------------------------------------- tiny models
+
+
+def _tokenizer(tmp: Path):
+    from transformers import CLIPTokenizer
+
+    # ModelScope's tokenizer configs + SD 1.5's vocab/merges (the same CLIP BPE files).
+    for f in (MS_DIR / "tokenizer").iterdir():
+        shutil.copy(f, tmp / f.name)
+    for name in ("vocab.json", "merges.txt"):
+        shutil.copy(SD_TOKENIZER / name, tmp / name)
+    return CLIPTokenizer.from_pretrained(str(tmp))
+
+
+def _tiny_unet(cross_dim: int):
+    from diffusers import UNet3DConditionModel
+
+    cfg = dict(UNet3DConditionModel.load_config(str(MS_DIR / "unet")))
+    cfg.update(block_out_channels=(32, 64), down_block_types=("CrossAttnDownBlock3D", "DownBlock3D"),
+               up_block_types=("UpBlock3D", "CrossAttnUpBlock3D"), layers_per_block=1, attention_head_dim=4,
+               cross_attention_dim=cross_dim, norm_num_groups=8, sample_size=8)
+    torch.manual_seed(0)
+    return UNet3DConditionModel.from_config(cfg)
+
+
+def _tiny_vae():
+    from diffusers import AutoencoderKL
+
+    cfg = dict(AutoencoderKL.load_config(str(MS_DIR / "vae")))
+    cfg.update(block_out_channels=(32, 64), down_block_types=("DownEncoderBlock2D",) * 2,
+               up_block_types=("UpDecoderBlock2D",) * 2, layers_per_block=1, norm_num_groups=8, sample_size=SIZE)
+    torch.manual_seed(1)
+    return AutoencoderKL.from_config(cfg)
+
+
+def _tiny_text_encoder():
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    cfg = CLIPTextConfig.from_pretrained(str(MS_DIR / "text_encoder"))
+    cfg.hidden_size, cfg.num_hidden_layers, cfg.num_attention_heads, cfg.intermediate_size = 32, 2, 4, 37
+    torch.manual_seed(2)
+    return CLIPTextModel(cfg)
+
+
+@pytest.fixture(scope="module")
+def comps(tmp_path_factory) -> Components:
+    from diffusers import DDIMScheduler
+
+    tokenizer = _tokenizer(tmp_path_factory.mktemp("tok"))
+    te = _tiny_text_encoder()
+    unet = _tiny_unet(te.config.hidden_size)
+    scheduler = DDIMScheduler.from_pretrained(str(MS_DIR), subfolder="scheduler")
+    c = Components(load_recipe("modelscope-t2v"), tokenizer, te, _tiny_vae(), unet, scheduler)
+    for m in c.modules():
+        m.eval().requires_grad_(False)
+    return c
+
+
+def _opts(**kw) -> DiffusionOptions:
+    base = dict(prompt=PROMPT, steps=3, guidance=7.5, seed=7, frames=FRAMES, size=(SIZE, SIZE),
+                consistency="none", decode_chunk_size=8)
+    base.update(kw)
+    return DiffusionOptions(**base)
+
+
+def _pipe(cls, c: Components):
+    pipe = cls(vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer, unet=c.unet, scheduler=c.scheduler)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _video(n=FRAMES, size=SIZE) -> np.ndarray:
+    """A smooth moving gradient with a square: non-trivial VAE input."""
+    y, x = np.mgrid[0:size, 0:size]
+    out = np.empty((n, size, size, 3), np.uint8)
+    for i in range(n):
+        out[i, ..., 0] = (x * 255 // (size - 1) + 20 * i) % 256
+        out[i, ..., 1] = y * 255 // (size - 1)
+        out[i, ..., 2] = 90
+        out[i, 4:10, 3 + i:9 + i] = (250, 250, 30)
+    return out
+
+
+def _assert_informative(frames: np.ndarray):
+    """Guard against a vacuous comparison: outputs must not be flat or saturated."""
+    assert frames.std() > 0.01
+    assert ((frames > 0.0) & (frames < 1.0)).mean() > 0.5
+
+
+# --------------------------------------------------------------------------- equivalence with diffusers
+
+
+def test_text_to_video_matches_diffusers_pipeline(comps):
+    from diffusers.pipelines.deprecated.text_to_video_synthesis import TextToVideoSDPipeline
+
+    opts = _opts()
+    ours = generate_frames(comps, opts, output="float")  # (F, H, W, 3) float in [0, 1]
+    assert ours.shape == (FRAMES, SIZE, SIZE, 3) and ours.dtype == np.float32
+    _assert_informative(ours)
+
+    # The pipeline gets the very noise our seed draws, in its (1, C, F, h, w) layout.
+    noise = frame_noise(opts.seed, range(FRAMES), (4, SIZE // 2, SIZE // 2))
+    latents = noise.permute(1, 0, 2, 3)[None]
+    ref = _pipe(TextToVideoSDPipeline, comps)(PROMPT, num_frames=FRAMES, height=SIZE, width=SIZE,
+                                              num_inference_steps=3, guidance_scale=7.5, latents=latents,
+                                              output_type="np").frames[0]  # (F, H, W, 3)
+    diff = float(np.abs(ours - ref).max())
+    print(f"t2v max abs diff vs TextToVideoSDPipeline: {diff:.3g}")
+    assert diff <= 1e-4
+
+    # uint8 output is the same frames quantised; another seed gives another video.
+    u8 = generate_frames(comps, opts)
+    assert u8.dtype == np.uint8 and np.abs(u8.astype(int) - np.round(ref * 255)).max() <= 1
+    other = generate_frames(comps, _opts(seed=8), output="float")
+    assert np.abs(other - ours).max() > 1e-2
+
+
+def test_video_to_video_matches_diffusers_pipeline(comps):
+    from diffusers.pipelines.deprecated.text_to_video_synthesis import VideoToVideoSDPipeline
+    from diffusers.utils.torch_utils import randn_tensor
+
+    video = _video()
+    opts = _opts(strength=0.6, steps=5)  # int(5 * 0.6) = 3 denoising steps
+    # Reproduce the pipeline's random draws, in its order: VAE posterior sample, then noise.
+    g = torch.Generator("cpu").manual_seed(11)
+    clean = vae_encode(comps.vae, frames_to_tensor(video), chunk=FRAMES, generator=g, mode="sample")
+    noise = randn_tensor(clean.shape, generator=g, dtype=clean.dtype)
+    ours = video_to_video_frames(comps, opts, video, clean=clean, noise=noise, output="float")
+    _assert_informative(ours)
+
+    pixels = torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255.0  # (F, 3, H, W) in [0, 1]
+    ref = _pipe(VideoToVideoSDPipeline, comps)(PROMPT, video=pixels, strength=0.6, num_inference_steps=5,
+                                               guidance_scale=7.5, generator=torch.Generator("cpu").manual_seed(11),
+                                               output_type="np").frames[0]
+    diff = float(np.abs(ours - ref).max())
+    print(f"v2v max abs diff vs VideoToVideoSDPipeline: {diff:.3g}")
+    assert diff <= 1e-4
+
+    # The result depends on the input video (SDEdit keeps its content at strength < 1) ...
+    other_clean = vae_encode(comps.vae, frames_to_tensor(255 - video), chunk=FRAMES)
+    other = video_to_video_frames(comps, opts, 255 - video, clean=other_clean, noise=noise, output="float")
+    assert np.abs(other - ours).max() > 1e-2
+    # ... and the default path (posterior mean, seeded noise) runs and gives uint8 frames.
+    out = video_to_video_frames(comps, opts, video)
+    assert out.shape == video.shape and out.dtype == np.uint8
+
+
+def test_latent_layout_roundtrip_through_video_model(comps):
+    """video_model maps our (b*F, C, h, w) batch to UNet3D's (b, C, F, h, w) and back, per branch and frame."""
+    embeds = PromptEmbeds(torch.randn(1, 77, 32), torch.randn(1, 77, 32))
+    x = torch.randn(2 * FRAMES, 4, 8, 8)
+    t = torch.tensor(500)
+    eps = video_model(comps, embeds, FRAMES, None)(x, t, 0)
+    video = x.view(2, FRAMES, 4, 8, 8).permute(0, 2, 1, 3, 4)
+    with torch.no_grad():
+        ref = comps.unet(video, t, encoder_hidden_states=torch.cat([embeds.uncond, embeds.cond])).sample
+    assert torch.allclose(eps, ref.permute(0, 2, 1, 3, 4).reshape(2 * FRAMES, 4, 8, 8), atol=1e-5)
+    # frames are not independent (temporal layers): a change in frame 0 reaches frame 2
+    x2 = x.clone()
+    x2[0] += 1.0
+    eps2 = video_model(comps, embeds, FRAMES, None)(x2, t, 0)
+    assert (eps2[FRAMES - 1] - eps[FRAMES - 1]).abs().max() > 1e-6
+    assert torch.equal(eps2[FRAMES:], eps[FRAMES:])  # the other branch is untouched
+
+
+# --------------------------------------------------------------------------- cross-frame attention
+
+
+def test_cross_frame_attention_only_on_spatial_self_attention(comps):
+    unet = comps.unet
+    before = {name: type(p).__name__ for name, p in unet.attn_processors.items()}
+    spatial = spatial_self_attention_names(unet)
+    assert spatial and all(".attentions." in n and n.endswith("attn1.processor") for n in spatial)
+    temporal = [n for n in before if "temp_attentions" in n or n.startswith("transformer_in")]
+    assert temporal and not set(temporal) & set(spatial)
+    with cross_frame_attention([unet], "first", FrameContext(FRAMES)):
+        during = {name: type(p).__name__ for name, p in unet.attn_processors.items()}
+        assert all(isinstance(unet.attn_processors[n], CrossFrameAttnProcessor) for n in spatial)
+    for name, kind in during.items():
+        if name not in spatial:  # temporal attention, transformer_in and text cross-attention unchanged
+            assert kind == before[name] != "CrossFrameAttnProcessor", name
+    assert {name: type(p).__name__ for name, p in unet.attn_processors.items()} == before  # restored
+
+    plain = generate_latents(comps, _opts(consistency="none"))
+    first = generate_latents(comps, _opts(consistency="first"))
+    assert torch.isfinite(first).all() and (first - plain).abs().max() > 1e-4
+    assert {name: type(p).__name__ for name, p in unet.attn_processors.items()} == before
+
+
+def test_text2video_defaults_and_usage_errors(comps):
+    # strength is ignored for text-to-video (always from pure noise); consistency defaults to none
+    a = generate_latents(comps, _opts(strength=0.3))
+    b = generate_latents(comps, _opts(strength=None, consistency=None))
+    assert torch.equal(a, b)
+    with pytest.raises(UsageError, match="multiples of 2"):
+        generate_frames(comps, _opts(size=(15, 16)))
+    with pytest.raises(UsageError, match="prompt"):
+        generate_frames(comps, _opts(prompt="  "))
+    with pytest.raises(UsageError, match="no denoising step"):
+        video_to_video_frames(comps, _opts(strength=0.1, steps=5), _video())
+
+
+# --------------------------------------------------------------------------- recipes
+
+
+def test_recipes_parse():
+    ms = load_recipe("modelscope-t2v")
+    assert (ms.kind, ms.base, ms.scheduler) == ("text2video", "ali-vilab/text-to-video-ms-1.7b", "DDIMScheduler")
+    assert ms.defaults["steps"] == 25 and ms.defaults["guidance"] == 9.0 and ms.defaults["frames"] == 16
+    assert list(ms.defaults["size"]) == [256, 256] and ms.defaults["fps"] == 8
+    zs = load_recipe("zeroscope-v2v")
+    assert (zs.kind, zs.base) == ("text2video", "cerspense/zeroscope_v2_576w")
+    assert zs.defaults["strength"] == 0.6 and list(zs.defaults["size"]) == [576, 320]
+    opts = DiffusionOptions(prompt="x").resolved(zs.defaults)
+    assert opts.size == (576, 320) and opts.steps == 25 and opts.guidance == 9.0
+
+
+def test_local_diffusers_dir_loads_as_text2video(comps, tmp_path):
+    """A saved UNet3D diffusers directory becomes a text2video recipe and loads through load_components."""
+    from videdit.core.components import load_components
+
+    root = tmp_path / "tiny-ms"
+    for part in ("tokenizer", "text_encoder", "vae", "unet", "scheduler"):
+        getattr(comps, part).save_pretrained(root / part)
+    shutil.copy(MS_DIR / "model_index.json", root / "model_index.json")
+    recipe = load_recipe(str(root))
+    assert recipe.kind == "text2video"
+    loaded = load_components(recipe)
+    assert loaded.is_3d and type(loaded.scheduler).__name__ == "DDIMScheduler"
+    a = generate_latents(loaded, _opts())
+    b = generate_latents(comps, _opts())
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_cli_generate_writes_video_and_rejects_bad_input(comps, tmp_path, capfd, monkeypatch):
+    """`videdit generate` end to end on a tiny UNet3D directory, and its one-line errors."""
+    from videdit.cli import main
+    from videdit.io import probe
+
+    monkeypatch.setenv("VIDEDIT_PROGRESS", "0")
+    root = tmp_path / "tiny-ms"
+    for part in ("tokenizer", "text_encoder", "vae", "unet", "scheduler"):
+        getattr(comps, part).save_pretrained(root / part)
+    shutil.copy(MS_DIR / "model_index.json", root / "model_index.json")
+    out = tmp_path / "out" / "g.mp4"
+    rc = main(["generate", "--pipeline", str(root), "--prompt", "a red panda", "--frames", "4", "--size", "16x16",
+               "--steps", "2", "--fps", "8", "-o", str(out)])
+    assert rc == 0, capfd.readouterr().err
+    info = probe(out)
+    assert info.frame_count == 4 and info.fps == pytest.approx(8.0) and (info.width, info.height) == (16, 16)
+    capfd.readouterr()
+    for args, text in [(["--prompt", ""], "--prompt"), (["--prompt", "x", "--steps", "0"], "--steps"),
+                       (["--prompt", "x", "--pipeline", "sd15-depth"], "is a restyle recipe")]:
+        bad = tmp_path / "bad" / "b.mp4"
+        rc = main(["generate", "--pipeline", str(root), "-o", str(bad), *args])
+        lines = [ln for ln in capfd.readouterr().err.splitlines() if ln.strip()]
+        assert rc == 2 and len(lines) == 1 and text in lines[0], lines
+        assert not bad.exists()
+
+
+def test_missing_weights_offline_names_hub_id(tmp_path):
+    """With HF_HUB_OFFLINE=1 and an empty HF_HOME, loading fails with one MissingWeightsError line."""
+    code = (
+        "from videdit.core.recipes import load_recipe\n"
+        "from videdit.core.components import load_components\n"
+        "from videdit.errors import MissingWeightsError\n"
+        "for name in ('modelscope-t2v', 'zeroscope-v2v'):\n"
+        "    try:\n"
+        "        load_components(load_recipe(name))\n"
+        "    except MissingWeightsError as err:\n"
+        "        print('ERR', err.exit_code, err)\n"
+        "    else:\n"
+        "        print('LOADED', name)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE", "TRANSFORMERS_"))}
+    env.update(HF_HUB_OFFLINE="1", HF_HOME=str(tmp_path / "hf"), PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    lines = out.stdout.splitlines()
+    assert out.returncode == 0 and len(lines) == 2, out.stdout + out.stderr
+    for line, hub_id in zip(lines, ("ali-vilab/text-to-video-ms-1.7b", "cerspense/zeroscope_v2_576w")):
+        assert line.startswith("ERR 4 ") and hub_id in line and "HF_HUB_OFFLINE" in line, line
+
+
+# --------------------------------------------------------------------------- full-size architecture
+
+
+@pytest.fixture(scope="module")
+def full_unet():
+    """The real ModelScope UNet3D architecture (~1.4B params, fp32, random weights); freed after."""
+    from diffusers import UNet3DConditionModel
+
+    torch.manual_seed(0)
+    start = time.perf_counter()
+    unet = UNet3DConditionModel.from_config(UNet3DConditionModel.load_config(str(MS_DIR / "unet")))
+    unet.eval().requires_grad_(False)
+    print(f"full-size UNet3D built in {time.perf_counter() - start:.1f}s")
+    yield unet
+    del unet
+    gc.collect()
+
+
+@pytest.mark.slow
+def test_full_size_modelscope_unet_one_step(full_unet, comps):
+    n_params = sum(p.numel() for p in full_unet.parameters())
+    assert 1.3e9 < n_params < 1.5e9  # the 1.7B checkpoint's UNet (the rest is CLIP-H + VAE)
+    big = Components(comps.recipe, None, None, None, full_unet, comps.scheduler)
+    assert big.is_3d
+    torch.manual_seed(3)
+    embeds = PromptEmbeds(torch.randn(1, 77, 1024), None)
+    x = torch.randn(2, 4, 8, 8)  # 2 frames, 8x8 latent (64x64 pixels)
+    ctx = FrameContext()
+    start = time.perf_counter()
+    with torch.no_grad():
+        eps = video_model(big, embeds, 2, ctx)(x, torch.tensor(999), 0)
+    print(f"full-size UNet3D step: {time.perf_counter() - start:.1f}s")
+    assert eps.shape == x.shape and torch.isfinite(eps).all() and eps.abs().max() > 0
+    assert ctx.frames == 2
