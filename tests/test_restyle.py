@@ -179,6 +179,14 @@ def test_cli_restyle_writes_output_with_audio(tiny, tmp_path, capfd, monkeypatch
     info = probe(out)
     assert info.frame_count == 6 and info.has_audio and (info.width, info.height) == (64, 64)
     assert probe(tmp_path / "side.mp4").width == 128
+    from videdit.provenance import verify
+
+    cred = verify(out).credentials  # every restyled file carries Content Credentials
+    assert cred.status == "valid" and cred.claims["action"] == "c2pa.edited"
+    assert cred.claims["digital_source_type"].endswith("compositeWithTrainedAlgorithmicMedia")
+    assert cred.claims["recipe"] == "tiny" and cred.claims["prompt"] == "red"
+    assert cred.claims["watermark"]["embedded"] is True
+    assert cred.claims["ingredients"] == [{"title": "shapes.mp4", "relationship": "parentOf"}]
 
 
 @pytest.mark.parametrize("args, code, text", [

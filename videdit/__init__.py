@@ -27,7 +27,7 @@ _LAZY = {
     "warp_error": ".metrics", "structure_fidelity": ".metrics", "temporal_consistency": ".metrics",
     "video_metrics": ".metrics",
     "structure_video": ".tasks", "map_video": ".tasks",
-    "verify": ".provenance.verify",
+    "verify": ".provenance.report",
 }
 
 __all__ = ["VideditError", "UsageError", "InputError", "MissingWeightsError", "OutputError",

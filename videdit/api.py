@@ -118,7 +118,8 @@ class Pipeline:
         yield from restyle_windows(self.components, prep, prefetch(chunks) if not isinstance(chunks, list) else chunks)
 
     def restyle(self, video, prompt: str = "", *, output: str | os.PathLike | None = None,
-                preview: str | os.PathLike | None = None, **kw):
+                preview: str | os.PathLike | None = None, watermark: bool = True,
+                prompt_in_credentials: bool = True, **kw):
         """Restyle ``video`` (a path or a :class:`Video`) with ``prompt`` (and/or ``ref_image=``).
 
         Keyword options are :class:`~videdit.options.DiffusionOptions` fields (strength,
@@ -126,7 +127,10 @@ class Pipeline:
         chunk, overlap, ...) and frame selection (start, end, stride, fps, max_frames,
         max_side; ``size`` is a DiffusionOptions field). Without ``output`` returns a
         :class:`Video`; with it, streams to that file (audio of the range kept) and
-        returns a summary dict.
+        returns a summary dict. Written files carry Content Credentials and an
+        invisible watermark (:mod:`videdit.provenance`); ``watermark=False`` (research
+        use) is recorded in the credentials, ``prompt_in_credentials=False`` withholds
+        the prompt.
         """
         from .core.restyle import restyle_windows
         from .io import prefetch
@@ -142,8 +146,10 @@ class Pipeline:
 
         out_frames, done = [], 0
         audio = AudioSource(info.path, start, total / fps) if output and info is not None and info.has_audio else None
-        outs = (Outputs(output, preview, fps, audio=audio, protect=[info.path] if info is not None else [])
-                if output is not None else nullcontext())
+        mark = _provenance(self.recipe.name, prep.opts.prompt, info.path if info is not None else None,
+                           watermark, prompt_in_credentials) if output is not None else None
+        outs = (Outputs(output, preview, fps, audio=audio, protect=[info.path] if info is not None else [],
+                        provenance=mark) if output is not None else nullcontext())
         steps = max(1, int(prep.opts.steps * prep.opts.strength))
         with outs, progress(total=total, desc=f"restyle {self.recipe.name} ({steps} steps)", unit="frame") as bar:
             for chunk in restyle_windows(self.components, prep, tee(src)):
@@ -160,7 +166,8 @@ class Pipeline:
                 "pipeline": self.recipe.name}
 
     # -- generate -----------------------------------------------------------------------
-    def generate(self, prompt: str, *, output: str | os.PathLike | None = None, **kw):
+    def generate(self, prompt: str, *, output: str | os.PathLike | None = None, watermark: bool = True,
+                 prompt_in_credentials: bool = True, **kw):
         """Text-to-video with a UNet3D recipe: ``frames`` frames of ``size`` at ``fps``.
 
         Keyword options are :class:`~videdit.options.DiffusionOptions` fields (frames,
@@ -173,7 +180,8 @@ class Pipeline:
             raise UsageError(f"pipeline '{self.recipe.name}' is a {self.recipe.kind} recipe; "
                              "use `videdit restyle` with it, or choose a text2video recipe")
         opts = resolve_options(self.components, DiffusionOptions(prompt=prompt, **kw))
-        writer = VideoWriter(output, opts.fps) if output is not None else None  # fails early on a bad path
+        mark = _provenance(self.recipe.name, opts.prompt, None, watermark, prompt_in_credentials)
+        writer = VideoWriter(output, opts.fps, provenance=mark) if output is not None else None  # fails early
         try:
             with progress(total=opts.steps, desc=f"generate {self.recipe.name}", unit="step") as bar:
                 frames = generate_frames(self.components, opts, on_step=lambda i, x: bar.update(1))
@@ -187,6 +195,14 @@ class Pipeline:
             raise
         return {"output": path, "frames": len(frames), "fps": float(opts.fps), "pipeline": self.recipe.name,
                 "size": [int(frames.shape[2]), int(frames.shape[1])]}
+
+
+def _provenance(recipe: str, prompt: str, source: str | None, watermark: bool, include_prompt: bool):
+    """Content Credentials + watermark description of a generated output (see videdit.provenance)."""
+    from .provenance import Provenance
+
+    return Provenance(action="edited" if source else "created", recipe=recipe, prompt=prompt or None,
+                      include_prompt=include_prompt, source=source, watermark=watermark)
 
 
 def load_pipeline(pipeline=None, *, kind: str = "restyle", device: str = "auto", dtype: str = "fp32",

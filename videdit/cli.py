@@ -180,6 +180,9 @@ def diffusion_options(f):
         click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
         click.option("--allow-pickle", is_flag=True, help="Allow pickled (.bin/.ckpt) weights: they can run code."),
+        click.option("--no-watermark", is_flag=True,
+                     help="Research use: no invisible watermark (the Content Credentials record it)."),
+        click.option("--no-prompt-in-credentials", is_flag=True, help="Keep the prompt out of the Content Credentials."),
     ]
     for opt in reversed(opts):
         f = opt(f)
@@ -188,6 +191,8 @@ def diffusion_options(f):
 
 def _pop_diffusion(kw: dict) -> tuple[dict, dict]:
     load = {k: kw.pop(k) for k in ("pipeline", "dtype", "device", "allow_pickle")}
+    load["marks"] = {"watermark": not kw.pop("no_watermark"),
+                     "prompt_in_credentials": not kw.pop("no_prompt_in_credentials")}
     return load, {k: v for k, v in kw.items() if v is not None}
 
 
@@ -225,7 +230,7 @@ def restyle(video, output, **kw):
     DiffusionOptions(**{k: v for k, v in opts.items() if k in DiffusionOptions.__dataclass_fields__})
     pipe = load_pipeline(load["pipeline"], kind="restyle", device=load["device"], dtype=load["dtype"],
                          allow_pickle=load["allow_pickle"])
-    s = pipe.restyle(video, opts.pop("prompt", ""), output=output, preview=preview, **opts)
+    s = pipe.restyle(video, opts.pop("prompt", ""), output=output, preview=preview, **load["marks"], **opts)
     click.echo(f"wrote {s['output']} ({s['frames']} frames, {s['fps']:.3f} fps, pipeline {s['pipeline']})"
                + (f" and {s['preview']}" if s["preview"] else ""))
 
@@ -245,7 +250,7 @@ def generate(output, **kw):
     DiffusionOptions(**opts)  # validate before loading models
     pipe = load_pipeline(load["pipeline"], kind="text2video", device=load["device"], dtype=load["dtype"],
                          allow_pickle=load["allow_pickle"])
-    s = pipe.generate(opts.pop("prompt", ""), output=output, **opts)
+    s = pipe.generate(opts.pop("prompt", ""), output=output, **load["marks"], **opts)
     click.echo(f"wrote {s['output']} ({s['frames']} frames, {s['size'][0]}x{s['size'][1]}, {s['fps']:.3f} fps, "
                f"pipeline {s['pipeline']})")
 
@@ -310,7 +315,7 @@ def entry() -> None:
 @click.option("--max-frames", type=int, default=240, show_default=True, help="Frames scanned for the watermark.")
 def verify(video, as_json, max_frames):
     """Report VIDEO's Content Credentials (C2PA) and videdit watermark; exit 0 whatever the verdict."""
-    from .provenance.verify import verify as verify_video
+    from .provenance.report import verify as verify_video
 
     report = verify_video(video, max_frames=max_frames)
     _emit(report.as_dict(), as_json, report.lines())

@@ -364,12 +364,12 @@ class Outputs:
     """
 
     def __init__(self, output, preview, fps: float, *, audio: AudioSource | None = None, protect=(),
-                 preset: str | None = None):
+                 preset: str | None = None, provenance=None):
         protect = list(protect)
-        self.writers = [VideoWriter(output, fps, audio=audio, protect=protect, preset=preset)]
-        if preview is not None:
-            self.writers.append(VideoWriter(preview, fps, audio=audio, protect=protect + [os.fspath(output)],
-                                            preset=preset))
+        kw = dict(audio=audio, preset=preset, provenance=provenance)
+        self.writers = [VideoWriter(output, fps, protect=protect, **kw)]
+        if preview is not None:  # it shows generated frames too: same credentials and mark
+            self.writers.append(VideoWriter(preview, fps, protect=protect + [os.fspath(output)], **kw))
         self.paths: list[str] = []
 
     @property

@@ -78,7 +78,7 @@ class Provenance:
         return base + ("trainedAlgorithmicMedia" if self.action == "created" else "compositeWithTrainedAlgorithmicMedia")
 
 
-_LAZY = {"verify": ".verify", "VerifyReport": ".verify", "SafetyFilter": ".safety"}
+_LAZY = {"verify": ".report", "VerifyReport": ".report", "SafetyFilter": ".safety"}
 
 
 def __getattr__(name):

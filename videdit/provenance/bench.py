@@ -155,7 +155,7 @@ def _quality_on(frames_list) -> tuple[list[float], list[float]]:
 
 def _c2pa_checks(root: str, samples_dir: str) -> dict:
     from ..io import read_video, write_video
-    from .verify import verify
+    from .report import verify
 
     v = read_video(os.path.join(samples_dir, "pan-astronaut.mp4"))
     signed = write_video(v, os.path.join(root, "signed.mp4"),
