@@ -194,6 +194,8 @@ def test_cli_restyle_writes_output_with_audio(tiny, tmp_path, capfd, monkeypatch
     (["--strength", "0"], 2, "--strength"),
     (["--prompt", ""], 2, "--prompt or a --ref-image"),
     (["--consistency", "sideways"], 2, "sideways"),
+    (["--offload"], 2, "--offload needs a CUDA device"),
+    (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu"], 2, "--device"),
 ])
 def test_cli_restyle_errors_leave_nothing(tiny, tmp_path, capfd, args, code, text):
     from videdit.cli import main
@@ -213,3 +215,22 @@ def test_cli_missing_input_video(tiny, tmp_path, capfd):
     rc = main(["restyle", str(tmp_path / "none.mp4"), "-o", str(tmp_path / "x.mp4"), "--prompt", "red",
                "--pipeline", tiny["recipe"]])
     assert rc == InputError.exit_code and os.listdir(tmp_path) == []
+
+
+def test_vae_tiling_option_runs(tiny, frames):
+    from videdit.api import load_pipeline
+
+    pipe = load_pipeline(tiny["recipe"], device="cpu", vae_tiling=True)
+    assert pipe.components.vae.use_tiling
+    out = pipe.restyle(frames_video(frames[:2]), "red")
+    assert out.frames.shape == (2, 64, 64, 3)
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_offload_on_cuda_matches_plain_cuda(tiny, frames):
+    from videdit.api import load_pipeline
+
+    plain = load_pipeline(tiny["recipe"], device="cuda").restyle(frames_video(frames[:2]), "red", seed=1)
+    off = load_pipeline(tiny["recipe"], device="cuda", offload=True).restyle(frames_video(frames[:2]), "red", seed=1)
+    assert np.abs(plain.frames.astype(int) - off.frames).max() <= 1

@@ -53,10 +53,10 @@ class Pipeline:
 
     @classmethod
     def load(cls, pipeline=None, *, kind: str = "restyle", device: str = "auto", dtype: str = "fp32",
-             allow_pickle: bool = False) -> "Pipeline":
+             allow_pickle: bool = False, vae_tiling: bool = False, offload: bool = False) -> "Pipeline":
         import torch
 
-        from .core.components import load_components
+        from .core.components import apply_memory_options, load_components
         from .core.recipes import load_recipe
 
         recipe = load_recipe(pipeline or (DEFAULT_RESTYLE if kind == "restyle" else DEFAULT_GENERATE))
@@ -69,7 +69,10 @@ class Pipeline:
         dev = _device(device)
         if dev == "cpu" and dtype == "fp16":
             raise UsageError("--dtype fp16 is not supported on the CPU; use fp32 or bf16")
+        if offload and not dev.startswith("cuda"):
+            raise UsageError("--offload needs a CUDA device (it moves models between CPU and GPU memory)")
         comps = load_components(recipe, device=dev, dtype=getattr(torch, _DTYPES[dtype]), allow_pickle=allow_pickle)
+        apply_memory_options(comps, vae_tiling=vae_tiling, offload=offload)
         return cls(comps)
 
     @property
@@ -132,7 +135,7 @@ class Pipeline:
         use) is recorded in the credentials, ``prompt_in_credentials=False`` withholds
         the prompt.
         """
-        from .core.restyle import restyle_windows
+        from .core.restyle import restyle_windows, window_count
         from .io import prefetch
 
         prep, chunks, total, fps, info, start = self._restyle_setup(video, prompt, kw)
@@ -150,16 +153,18 @@ class Pipeline:
                            watermark, prompt_in_credentials) if output is not None else None
         outs = (Outputs(output, preview, fps, audio=audio, protect=[info.path] if info is not None else [],
                         provenance=mark) if output is not None else nullcontext())
-        steps = max(1, int(prep.opts.steps * prep.opts.strength))
-        with outs, progress(total=total, desc=f"restyle {self.recipe.name} ({steps} steps)", unit="frame") as bar:
-            for chunk in restyle_windows(self.components, prep, tee(src)):
+        o = prep.opts
+        steps = max(1, min(int(o.steps * o.strength), o.steps))
+        n_windows = window_count(total, o.chunk, o.overlap)
+        with outs, progress(total=n_windows * steps, desc=f"restyle {self.recipe.name} ({total} frames, "
+                            f"{n_windows} windows)", unit="step") as bar:
+            for chunk in restyle_windows(self.components, prep, tee(src), on_step=lambda i, x: bar.update(1)):
                 source = np.stack([pending.popleft() for _ in range(len(chunk))])
                 if output is not None:
                     outs.write(source, chunk)
                 else:
                     out_frames.append(chunk)
                 done += len(chunk)
-                bar.update(len(chunk))
         if output is None:
             return Video(np.concatenate(out_frames), fps, source=info, start=start)
         return {"output": outs.paths[0], "preview": outs.preview, "frames": done, "fps": fps,
@@ -206,9 +211,13 @@ def _provenance(recipe: str, prompt: str, source: str | None, watermark: bool, i
 
 
 def load_pipeline(pipeline=None, *, kind: str = "restyle", device: str = "auto", dtype: str = "fp32",
-                  allow_pickle: bool = False) -> Pipeline:
-    """Load a recipe (name, ``.toml`` path or diffusers directory) once, to reuse across calls."""
-    return Pipeline.load(pipeline, kind=kind, device=device, dtype=dtype, allow_pickle=allow_pickle)
+                  allow_pickle: bool = False, vae_tiling: bool = False, offload: bool = False) -> Pipeline:
+    """Load a recipe (name, ``.toml`` path or diffusers directory) once, to reuse across calls.
+
+    ``vae_tiling`` decodes large frames tile by tile; ``offload`` (CUDA) keeps models
+    in CPU memory and moves each to the GPU only while it runs."""
+    return Pipeline.load(pipeline, kind=kind, device=device, dtype=dtype, allow_pickle=allow_pickle,
+                         vae_tiling=vae_tiling, offload=offload)
 
 
 def restyle(video, prompt: str = "", *, pipeline=None, device: str = "auto", dtype: str = "fp32", **kw):

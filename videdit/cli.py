@@ -180,6 +180,8 @@ def diffusion_options(f):
         click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
         click.option("--allow-pickle", is_flag=True, help="Allow pickled (.bin/.ckpt) weights: they can run code."),
+        click.option("--vae-tiling", is_flag=True, help="Decode large frames tile by tile (less memory)."),
+        click.option("--offload", is_flag=True, help="CUDA: keep models in CPU memory, move each to the GPU to run."),
         click.option("--no-watermark", is_flag=True,
                      help="Research use: no invisible watermark (the Content Credentials record it)."),
         click.option("--no-prompt-in-credentials", is_flag=True, help="Keep the prompt out of the Content Credentials."),
@@ -190,10 +192,17 @@ def diffusion_options(f):
 
 
 def _pop_diffusion(kw: dict) -> tuple[dict, dict]:
-    load = {k: kw.pop(k) for k in ("pipeline", "dtype", "device", "allow_pickle")}
+    load = {k: kw.pop(k) for k in ("pipeline", "dtype", "device", "allow_pickle", "vae_tiling", "offload")}
     load["marks"] = {"watermark": not kw.pop("no_watermark"),
                      "prompt_in_credentials": not kw.pop("no_prompt_in_credentials")}
     return load, {k: v for k, v in kw.items() if v is not None}
+
+
+def _load_pipeline(load: dict, kind: str):
+    from .api import load_pipeline
+
+    return load_pipeline(load["pipeline"], kind=kind, device=load["device"], dtype=load["dtype"],
+                         allow_pickle=load["allow_pickle"], vae_tiling=load["vae_tiling"], offload=load["offload"])
 
 
 @cli.command()
@@ -218,8 +227,6 @@ def _pop_diffusion(kw: dict) -> tuple[dict, dict]:
 @click.option("--max-side", type=int, help="Process with the longer side at most N (recipe default 512).")
 def restyle(video, output, **kw):
     """Repaint VIDEO following its structure, with a text prompt and/or a reference image."""
-    from .api import load_pipeline
-
     load, opts = _pop_diffusion(kw)
     preview = opts.pop("preview", None)
     if "structure" in opts:
@@ -228,8 +235,7 @@ def restyle(video, output, **kw):
     from .options import DiffusionOptions
 
     DiffusionOptions(**{k: v for k, v in opts.items() if k in DiffusionOptions.__dataclass_fields__})
-    pipe = load_pipeline(load["pipeline"], kind="restyle", device=load["device"], dtype=load["dtype"],
-                         allow_pickle=load["allow_pickle"])
+    pipe = _load_pipeline(load, "restyle")
     s = pipe.restyle(video, opts.pop("prompt", ""), output=output, preview=preview, **load["marks"], **opts)
     click.echo(f"wrote {s['output']} ({s['frames']} frames, {s['fps']:.3f} fps, pipeline {s['pipeline']})"
                + (f" and {s['preview']}" if s["preview"] else ""))
@@ -243,13 +249,11 @@ def restyle(video, output, **kw):
 @click.option("--fps", type=float, help="Frame rate of the written video (recipe default).")
 def generate(output, **kw):
     """Generate a video from a text prompt alone (UNet3D, the ModelScope text-to-video design)."""
-    from .api import load_pipeline
     from .options import DiffusionOptions
 
     load, opts = _pop_diffusion(kw)
     DiffusionOptions(**opts)  # validate before loading models
-    pipe = load_pipeline(load["pipeline"], kind="text2video", device=load["device"], dtype=load["dtype"],
-                         allow_pickle=load["allow_pickle"])
+    pipe = _load_pipeline(load, "text2video")
     s = pipe.generate(opts.pop("prompt", ""), output=output, **load["marks"], **opts)
     click.echo(f"wrote {s['output']} ({s['frames']} frames, {s['size'][0]}x{s['size'][1]}, {s['fps']:.3f} fps, "
                f"pipeline {s['pipeline']})")

@@ -193,3 +193,27 @@ def _attach_ip_adapter(comps: Components, allow_pickle: bool) -> None:
         from transformers import CLIPImageProcessor
 
         comps.feature_extractor = CLIPImageProcessor()
+
+
+def apply_memory_options(comps: Components, *, vae_tiling: bool = False, offload: bool = False) -> None:
+    """Trade speed for memory: VAE tiling (large frames) and model CPU offload (CUDA only).
+
+    Offload keeps every model in CPU memory and moves each to the GPU only while it
+    runs (accelerate hooks chained in call order, as diffusers'
+    ``enable_model_cpu_offload`` does), so peak GPU memory is the largest model.
+    """
+    if vae_tiling and hasattr(comps.vae, "enable_tiling"):
+        comps.vae.enable_tiling()
+    if not offload:
+        return
+    if not str(comps.device).startswith("cuda"):
+        from ..errors import UsageError
+
+        raise UsageError("--offload needs a CUDA device (it moves models between CPU and GPU memory)")
+    from accelerate import cpu_offload_with_hook
+
+    hook = None
+    order = [comps.text_encoder, comps.image_encoder, *[m for _, m in comps.controlnets], comps.unet, comps.vae]
+    for model in [m for m in order if m is not None]:
+        model.to("cpu")
+        _, hook = cpu_offload_with_hook(model, comps.device, prev_module_hook=hook)

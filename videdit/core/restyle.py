@@ -30,7 +30,7 @@ from .conditioning import (PromptEmbeds, control_tensor, encode_prompt, frames_t
 from .sampling import classifier_free, frame_noise, fresh_scheduler, make_timesteps, noised_start, sample, \
     step_kwargs
 
-__all__ = ["Prepared", "prepare", "controlled_unet", "denoise_window", "denoise_clip", "restyle_windows",
+__all__ = ["Prepared", "prepare", "window_count", "controlled_unet", "denoise_window", "denoise_clip", "restyle_windows",
            "encode_reference"]
 
 
@@ -154,7 +154,8 @@ def controlled_unet(comps: Components, prep: Prepared, conds: list[torch.Tensor]
 
 @torch.no_grad()
 def denoise_window(comps: Components, prep: Prepared, frames: np.ndarray, indices: list[int],
-                   ctx: FrameContext, *, clean: torch.Tensor | None = None) -> torch.Tensor:
+                   ctx: FrameContext, *, clean: torch.Tensor | None = None,
+                   on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
     """Final latents ``(n, C, h, w)`` of one window.
 
     ``frames``: ``(n, H, W, 3) uint8`` source frames; ``indices``: their frame numbers
@@ -178,16 +179,22 @@ def denoise_window(comps: Components, prep: Prepared, frames: np.ndarray, indice
     x = noised_start(scheduler, clean, noise, timesteps, full)
     model = classifier_free(controlled_unet(comps, prep, conds, len(frames), ctx, len(timesteps)), opts.guidance)
     g = torch.Generator("cpu").manual_seed(opts.seed + 1 + indices[0])
-    return sample(model, scheduler, x, timesteps, extra=step_kwargs(scheduler, g, opts.eta))
+    return sample(model, scheduler, x, timesteps, extra=step_kwargs(scheduler, g, opts.eta), on_step=on_step)
+
+
+def window_count(frames: int, size: int, overlap: int) -> int:
+    """How many windows :func:`~videdit.core.chunks.windows` cuts ``frames`` frames into."""
+    return 1 if frames <= size else 1 + -(-(frames - size) // (size - overlap))
 
 
 def restyle_windows(comps: Components, prep: Prepared, chunks: Iterable[np.ndarray], *, total: int | None = None,
-                    on_step: Callable[[], None] | None = None) -> Iterator[np.ndarray]:
+                    on_step: Callable[[int, torch.Tensor], None] | None = None) -> Iterator[np.ndarray]:
     """Restyle a stream of ``(n, H, W, 3) uint8`` chunks; yields ``(m, H, W, 3) uint8`` output chunks in order.
 
     ``H, W`` must be multiples of the model's size multiple. Frames are grouped in
     windows of ``opts.chunk`` overlapping by ``opts.overlap``; with cross-frame
     attention, every window after the first starts with the anchor frame.
+    ``on_step(i, latents)`` is called after every denoising step of every window.
     """
     opts = prep.opts
     ctx = FrameContext()
@@ -201,7 +208,7 @@ def restyle_windows(comps: Components, prep: Prepared, chunks: Iterable[np.ndarr
             if use_anchor:
                 frames = np.concatenate([anchor[0], frames])
                 idx = [0] + idx
-            latents = denoise_window(comps, prep, frames, idx, ctx)
+            latents = denoise_window(comps, prep, frames, idx, ctx, on_step=on_step)
             if use_anchor:
                 latents = latents[1:]
             if anchor is None:
@@ -210,8 +217,6 @@ def restyle_windows(comps: Components, prep: Prepared, chunks: Iterable[np.ndarr
             if len(final):
                 images = vae_decode(comps.vae, final, chunk=opts.decode_chunk_size)
                 yield tensor_to_frames(images)
-            if on_step is not None:
-                on_step()
 
 
 @torch.no_grad()
