@@ -16,7 +16,7 @@ from videdit.core.sampling import frame_noise
 from videdit.errors import InputError, MissingWeightsError, UsageError
 from videdit.io import probe, read_video
 
-from videdit.testing import save_sd15_dir, write_recipe
+from videdit.testing import reference_controlnet_pipeline, save_sd15_dir, write_recipe
 
 SAMPLES = os.path.join(os.path.dirname(__file__), "..", "samples")
 
@@ -48,16 +48,9 @@ def _ours(pipe, frames, **kw):
 
 
 def test_consistency_none_equals_diffusers_controlnet_pipeline(tiny, frames):
-    from diffusers import StableDiffusionControlNetPipeline
-
     c = tiny["pipe"].components
     ours, prep = _ours(tiny["pipe"], frames, consistency="none", strength=1.0, steps=3, guidance=7.5, seed=5)
-    ref = StableDiffusionControlNetPipeline(vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer,
-                                            unet=c.unet, controlnet=c.controlnets[0][1],
-                                            scheduler=type(c.scheduler).from_config(c.scheduler.config),
-                                            safety_checker=None, feature_extractor=None,
-                                            requires_safety_checker=False)
-    ref.set_progress_bar_config(disable=True)
+    ref = reference_controlnet_pipeline(c)
     maps = prep.controls[0][0](frames)
     h = frames.shape[1] // c.vae_factor
     for i in range(len(frames)):
@@ -234,3 +227,21 @@ def test_offload_on_cuda_matches_plain_cuda(tiny, frames):
     plain = load_pipeline(tiny["recipe"], device="cuda").restyle(frames_video(frames[:2]), "red", seed=1)
     off = load_pipeline(tiny["recipe"], device="cuda", offload=True).restyle(frames_video(frames[:2]), "red", seed=1)
     assert np.abs(plain.frames.astype(int) - off.frames).max() <= 1
+
+
+def test_unknown_words_warning_from_declared_vocabulary(tiny, frames, caplog):
+    import json
+    import logging
+
+    path = os.path.join(tiny["base"], "tokenizer", "known_words.json")
+    pipe = tiny["pipe"]
+    assert pipe.unknown_words("a red castle") == []  # no declared vocabulary: open vocabulary
+    with open(path, "w") as f:
+        json.dump(["a", "red", "circle"], f)
+    try:
+        assert pipe.unknown_words("A red castle, red turret") == ["castle", "turret"]
+        with caplog.at_level(logging.WARNING, logger="videdit"):
+            pipe.restyle(frames_video(frames[:1]), "a red castle")
+        assert any("'castle'" in r.getMessage() for r in caplog.records)
+    finally:
+        os.remove(path)

@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import deque
 from contextlib import nullcontext
@@ -28,6 +29,7 @@ __all__ = ["Pipeline", "load_pipeline", "restyle", "generate", "DEFAULT_RESTYLE"
 
 DEFAULT_RESTYLE = "sd15-depth"
 DEFAULT_GENERATE = "modelscope-t2v"
+log = logging.getLogger("videdit")
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 _READ_KEYS = ("start", "end", "stride", "max_frames", "max_side")
 
@@ -75,6 +77,30 @@ class Pipeline:
         apply_memory_options(comps, vae_tiling=vae_tiling, offload=offload)
         return cls(comps)
 
+    def unknown_words(self, prompt: str) -> list[str]:
+        """Words of ``prompt`` outside the model's declared vocabulary (``tokenizer/known_words.json``).
+
+        Small models trained on a closed vocabulary (videdit-mini) ship that file; for
+        models without it (open-vocabulary CLIP) this returns ``[]``.
+        """
+        import json
+        import re
+
+        path = os.path.join(self.recipe.base, "tokenizer", "known_words.json")
+        try:
+            with open(path) as f:
+                known = set(json.load(f))
+        except (OSError, ValueError):
+            return []
+        words = re.findall(r"[a-z]+(?:'[a-z]+)?", prompt.lower())
+        return list(dict.fromkeys(w for w in words if w not in known))
+
+    def _warn_unknown(self, prompt: str) -> None:
+        unknown = self.unknown_words(prompt)
+        if unknown:
+            log.warning("pipeline '%s' does not know the word(s) %s; the prompt still runs, but they will have "
+                        "little or no effect", self.recipe.name, ", ".join(repr(w) for w in unknown))
+
     @property
     def size_multiple(self) -> int:
         """Frame sides must be multiples of this (VAE factor x UNet downsampling)."""
@@ -98,6 +124,7 @@ class Pipeline:
         if size is None and read_kw.get("max_side") is None:
             read_kw["max_side"] = int(self.recipe.default("max_side", 512))
         prep = prepare(self.components, opts)  # fails fast on bad prompt/options, before decoding
+        self._warn_unknown(opts.prompt)
         ropts = ReadOptions(size=size, fps=read_fps, multiple=self.size_multiple,
                             chunk=max(1, opts.chunk - opts.overlap), **read_kw)
         if isinstance(video, Video):
@@ -185,6 +212,7 @@ class Pipeline:
             raise UsageError(f"pipeline '{self.recipe.name}' is a {self.recipe.kind} recipe; "
                              "use `videdit restyle` with it, or choose a text2video recipe")
         opts = resolve_options(self.components, DiffusionOptions(prompt=prompt, **kw))
+        self._warn_unknown(opts.prompt)
         mark = _provenance(self.recipe.name, opts.prompt, None, watermark, prompt_in_credentials)
         writer = VideoWriter(output, opts.fps, provenance=mark) if output is not None else None  # fails early
         try:

@@ -116,7 +116,7 @@ def bench_core(tmp: str, repeats: int = 3) -> dict:
     from .core.restyle import denoise_clip
     from .core.sampling import frame_noise
     from .io import read_video
-    from .testing import save_sd15_dir, write_recipe
+    from .testing import reference_controlnet_pipeline, save_sd15_dir, write_recipe
 
     torch.set_num_threads(os.cpu_count() or 1)
     d = save_sd15_dir(os.path.join(tmp, "models"))
@@ -134,14 +134,7 @@ def bench_core(tmp: str, repeats: int = 3) -> dict:
             return vae_decode(c.vae, lat)
         return run
 
-    from diffusers import StableDiffusionControlNetPipeline
-
-    ref = StableDiffusionControlNetPipeline(vae=c.vae, text_encoder=c.text_encoder, tokenizer=c.tokenizer,
-                                            unet=c.unet, controlnet=c.controlnets[0][1],
-                                            scheduler=type(c.scheduler).from_config(c.scheduler.config),
-                                            safety_checker=None, feature_extractor=None,
-                                            requires_safety_checker=False)
-    ref.set_progress_bar_config(disable=True)
+    ref = reference_controlnet_pipeline(c)
     from .structure import get_extractor
 
     control = control_tensor(get_extractor("canny")(frames))

@@ -276,6 +276,14 @@ def main(argv=None) -> int:
     """Run the CLI; returns the exit code instead of raising SystemExit."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
+    saved = (list(log.handlers), log.level, log.propagate)
+    try:
+        return _main(argv, debug)
+    finally:  # in-process callers (tests, editors embedding the CLI) get their logging back
+        log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
+
+
+def _main(argv: list, debug: bool) -> int:
     try:
         cli.main(args=argv, prog_name="videdit", standalone_mode=False)
         return 0

@@ -136,3 +136,18 @@ def save_ip_adapter(root, unet_config: dict, seed: int = 20) -> str:
             key_id += 2
     save_file(sd, str(root / "models" / "ip-adapter_tiny.safetensors"))
     return str(root)
+
+
+def reference_controlnet_pipeline(comps):
+    """diffusers' ``StableDiffusionControlNetPipeline`` over the same loaded models: the oracle
+    that tests and benchmarks compare our restyle engine with (fresh scheduler, no safety checker)."""
+    from diffusers import StableDiffusionControlNetPipeline
+
+    ref = StableDiffusionControlNetPipeline(vae=comps.vae, text_encoder=comps.text_encoder,
+                                            tokenizer=comps.tokenizer, unet=comps.unet,
+                                            controlnet=comps.controlnets[0][1],
+                                            scheduler=type(comps.scheduler).from_config(comps.scheduler.config),
+                                            safety_checker=None, feature_extractor=None,
+                                            requires_safety_checker=False)
+    ref.set_progress_bar_config(disable=True)
+    return ref
