@@ -70,14 +70,15 @@ def test_embed_is_invisible_and_detected_in_memory():
     base = rng.integers(40, 215, (1, 24, 32, 3)).astype(np.float32)
     import cv2
 
-    frames = np.stack([cv2.resize(base[0], (256, 192), interpolation=cv2.INTER_CUBIC)] * 12).astype(np.uint8)
-    frames = np.stack([np.roll(f, 3 * i, axis=1) for i, f in enumerate(frames)])  # moving content
+    frames = np.stack([cv2.resize(base[0], (256, 192), interpolation=cv2.INTER_CUBIC)] * 24).astype(np.uint8)
+    frames = np.stack([np.roll(f, 9 * i, axis=1) for i, f in enumerate(frames)])  # moving content
     marked = embed(frames, "12345678")
     psnr = 10 * np.log10(255 ** 2 / np.mean((marked.astype(float) - frames) ** 2))
     assert psnr >= 40.0
     hit = detect(marked)
     assert hit.detected and hit.payload_id == "12345678"
     assert abs(hit.scale - 1.0) < 0.02
+    assert hit.score >= hit.threshold + 2  # a margin, not just over the line
     assert not detect(frames).detected
 
 
