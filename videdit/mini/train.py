@@ -1,0 +1,476 @@
+"""Train videdit-mini from scratch on procedural data, stage by stage, on a CPU.
+
+    python -m videdit.mini.train --stage all            # vae, then text-unet, then controlnet
+    python -m videdit.mini.train --stage vae --minutes 8
+    python -m videdit.mini.train --stage text-unet --minutes 30
+    python -m videdit.mini.train --stage controlnet --minutes 12
+
+Stages:
+
+- ``vae``: an ``AutoencoderKL`` (SD 1.5's config, shrunk: 3 levels, factor 4, 4
+  latent channels, no mid-block attention) on 64 px crops of procedural scenes and
+  of scikit-image's photos; L1 + MSE + a tiny KL. Afterwards its latent
+  ``scaling_factor`` is set to 1/std of the latents, as SD's 0.18215 was.
+- ``text-unet``: a fixed pool of procedural scenes (each under several palettes) is
+  rendered once and encoded with the frozen VAE; a ``CLIPTextModel`` and a
+  ``UNet2DConditionModel`` are trained jointly with the epsilon objective
+  (min-SNR weighting, 10 % caption dropout for classifier-free guidance, EMA).
+- ``controlnet``: ``ControlNetModel.from_unet`` copies, trained with everything
+  else frozen: one on ``get_extractor("canny")`` of the renders (the signal the
+  recipe feeds it at inference), one on the depth-by-construction map.
+
+Every stage is seeded and resumable: a checkpoint in ``.mini-train/<stage>.pt`` is
+written every ``--save-every`` steps and at the end; rerunning continues from it
+until the stage's step budget or ``--minutes`` (wall time of this run) is used.
+The loss is logged (``.mini-train/<stage>.log``, and stdout). ``--export`` (on by
+default after each stage) writes the components, fp16 safetensors, into
+``pipelines/videdit-mini/``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import data
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / ".mini-train"
+OUT = ROOT / "pipelines" / "videdit-mini"
+SD15 = ROOT / "tests" / "hub_configs" / "runwayml--stable-diffusion-v1-5"
+SIZE = 128
+TEXT_DIM = 64
+LATENT_CH = 8
+UNET_CH = (32, 64, 128)
+
+
+# ---------------------------------------------------------------- model configs
+def vae_config() -> dict:
+    return dict(in_channels=3, out_channels=3, latent_channels=LATENT_CH,
+                down_block_types=["DownEncoderBlock2D"] * 4, up_block_types=["UpDecoderBlock2D"] * 4,
+                block_out_channels=[16, 32, 64, 64], layers_per_block=1, norm_num_groups=8, act_fn="silu",
+                sample_size=SIZE, scaling_factor=1.0, mid_block_add_attention=False)
+
+
+def unet_config() -> dict:
+    cfg = {}
+    if (SD15 / "unet").is_dir():
+        from diffusers import UNet2DConditionModel
+
+        cfg = {k: v for k, v in dict(UNet2DConditionModel.load_config(SD15 / "unet")).items() if not k.startswith("_")}
+    cfg.update(block_out_channels=list(UNET_CH), down_block_types=["DownBlock2D", "CrossAttnDownBlock2D",
+                                                                   "CrossAttnDownBlock2D"],
+               up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], layers_per_block=1,
+               cross_attention_dim=TEXT_DIM, attention_head_dim=4, norm_num_groups=32, sample_size=SIZE // 8,
+               in_channels=LATENT_CH, out_channels=LATENT_CH)
+    return cfg
+
+
+def text_config(vocab_size: int, bos: int, eos: int):
+    from transformers import CLIPTextConfig
+
+    return CLIPTextConfig(vocab_size=vocab_size, hidden_size=TEXT_DIM, intermediate_size=4 * TEXT_DIM,
+                          num_hidden_layers=2, num_attention_heads=4, max_position_embeddings=32,
+                          projection_dim=TEXT_DIM, bos_token_id=bos, eos_token_id=eos, pad_token_id=eos,
+                          hidden_act="quick_gelu")
+
+
+def scheduler():
+    from diffusers import DDIMScheduler
+
+    return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                         clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+
+
+# ---------------------------------------------------------------- helpers
+class Log:
+    def __init__(self, stage):
+        WORK.mkdir(exist_ok=True)
+        self.f = open(WORK / f"{stage}.log", "a")
+        self.stage = stage
+
+    def __call__(self, msg):
+        line = f"[{time.strftime('%H:%M:%S')}] {self.stage}: {msg}"
+        print(line, flush=True)
+        self.f.write(line + "\n")
+        self.f.flush()
+
+
+def to_tensor(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+def save_ckpt(stage, state: dict):
+    WORK.mkdir(exist_ok=True)
+    tmp = WORK / f"{stage}.pt.tmp"
+    torch.save(state, tmp)
+    os.replace(tmp, WORK / f"{stage}.pt")
+
+
+def load_ckpt(stage):
+    p = WORK / f"{stage}.pt"
+    return torch.load(p, map_location="cpu", weights_only=False) if p.is_file() else None
+
+
+def ema_update(ema, model, step, decay=0.999):
+    d = min(decay, (1 + step) / (10 + step))
+    with torch.no_grad():
+        for e, p in zip(ema.parameters(), model.parameters()):
+            e.mul_(d).add_(p.detach(), alpha=1 - d)
+
+
+def lr_at(step, total, base, warm=100, t0=None, minutes=None):
+    """Warm-up then cosine to 10 %; progress is steps done or wall time used, whichever is further."""
+    if step < warm:
+        return base * (step + 1) / warm
+    frac = (step - warm) / max(1, total - warm)
+    if t0 is not None and minutes:
+        frac = max(frac, (time.time() - t0) / (minutes * 60))
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+# ---------------------------------------------------------------- stage 1: VAE
+def vae_batch(rng, batch, crop=64):
+    n_photo = batch // 4
+    imgs = [data.sample(int(rng.integers(1 << 31)), SIZE, palettes=1)[0][0] for _ in range(batch - n_photo)]
+    imgs = np.concatenate([np.stack(imgs), data.photo_crops(rng, n_photo, SIZE)])
+    y, x = rng.integers(0, SIZE - crop + 1, 2)
+    return to_tensor(imgs[:, y:y + crop, x:x + crop])
+
+
+def train_vae(args, log):
+    from diffusers import AutoencoderKL
+
+    torch.manual_seed(args.seed)
+    vae = AutoencoderKL(**vae_config())
+    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    step, rng = 0, np.random.default_rng(args.seed)
+    ck = load_ckpt("vae")
+    if ck:
+        vae.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"])
+        step, rng = ck["step"], ck["rng"]
+        log(f"resumed at step {step}")
+    log(f"params {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M")
+    t0, ema_loss = time.time(), None
+    vae.train()
+    while step < args.vae_steps and time.time() - t0 < args.minutes * 60:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.vae_steps, args.vae_lr, t0=t0, minutes=args.minutes)
+        x = vae_batch(rng, args.vae_batch)
+        post = vae.encode(x).latent_dist
+        rec = vae.decode(post.sample()).sample
+        l1 = (rec - x).abs().mean()
+        loss = l1 + F.mse_loss(rec, x) + 1e-6 * post.kl().mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+        if step % 25 == 0:
+            log(f"step {step} loss {ema_loss:.4f} (l1 {l1.item():.4f}) {(time.time() - t0) / 60:.1f} min")
+        if step % args.save_every == 0:
+            save_ckpt("vae", {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng})
+    save_ckpt("vae", {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng,
+                      "loss": ema_loss})
+    vae.eval()
+    # latent scale: 1/std over a held-out batch of scenes and photos
+    with torch.no_grad():
+        r2 = np.random.default_rng(args.seed + 999)
+        imgs = np.concatenate([np.stack([data.sample(int(r2.integers(1 << 31)), SIZE, 1)[0][0] for _ in range(48)]),
+                               data.photo_crops(r2, 16, SIZE)])
+        lat = vae.encode(to_tensor(imgs)).latent_dist.mode()
+        rec = vae.decode(lat).sample
+        psnr = -10 * torch.log10(F.mse_loss(rec.clamp(-1, 1), to_tensor(imgs)) / 4).item()
+    scale = float(1.0 / lat.std())
+    vae.register_to_config(scaling_factor=scale)
+    log(f"done at step {step}, loss {ema_loss:.4f}, held-out PSNR {psnr:.2f} dB, scaling_factor {scale:.4f}")
+    vae.save_pretrained(WORK / "vae")
+    return {"steps": step, "loss": ema_loss, "psnr": psnr, "scaling_factor": scale}
+
+
+def load_vae():
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(WORK / "vae").eval().requires_grad_(False)
+
+
+# ---------------------------------------------------------------- pool for stages 2-3
+def make_pool(args, log):
+    p = WORK / "pool.npz"
+    if p.is_file():
+        z = np.load(p, allow_pickle=False)
+        return {k: z[k] for k in z.files}
+    from ..structure import get_extractor
+
+    log(f"rendering pool: {args.pool} scenes x {args.palettes} palettes")
+    vae = load_vae()
+    canny = get_extractor("canny")
+    imgs, depths, caps, edges = [], [], [], []
+    for i in range(args.pool):
+        for img, depth, mask, cap in data.sample(args.seed * 100_000 + i, SIZE, args.palettes):
+            imgs.append(img), depths.append(depth), caps.append(cap)
+    imgs = np.stack(imgs)
+    edges = canny(imgs)[..., 0]
+    lat = []
+    with torch.no_grad():
+        for j in range(0, len(imgs), 64):
+            lat.append(vae.encode(to_tensor(imgs[j:j + 64])).latent_dist.mode() * vae.config.scaling_factor)
+    lat = torch.cat(lat).half().numpy()
+    pool = {"latents": lat, "edges": edges, "depth": np.stack(depths), "captions": np.array(caps)}
+    np.savez(p, **pool)
+    log(f"pool: {len(imgs)} images encoded, latent std {lat.astype(np.float32).std():.3f}")
+    return pool
+
+
+def tokenize(tok, captions):
+    return tok(list(captions), padding="max_length", max_length=tok.model_max_length, truncation=True,
+               return_tensors="pt").input_ids
+
+
+# ---------------------------------------------------------------- stage 2: text encoder + UNet
+def build_text(log):
+    from transformers import CLIPTextModel
+
+    from .tokenizer import build_tokenizer
+
+    tok = build_tokenizer(WORK / "tokenizer", data.WORDS)
+    vocab = json.loads((WORK / "tokenizer" / "vocab.json").read_text())
+    te = CLIPTextModel(text_config(max(vocab.values()) + 1, vocab["<|startoftext|>"], vocab["<|endoftext|>"]))
+    return tok, te
+
+
+def min_snr_weight(sched, t, gamma=5.0):
+    ac = sched.alphas_cumprod[t]
+    snr = ac / (1 - ac)
+    return torch.clamp(snr, max=gamma) / snr
+
+
+def train_text_unet(args, log):
+    from diffusers import UNet2DConditionModel
+
+    pool = make_pool(args, log)
+    torch.manual_seed(args.seed + 1)
+    tok, te = build_text(log)
+    unet = UNet2DConditionModel(**unet_config())
+    ema_u, ema_t = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(te).requires_grad_(False)
+    params = list(unet.parameters()) + list(te.parameters())
+    opt = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=1e-2)
+    sched = scheduler()
+    step, rng = 0, np.random.default_rng(args.seed + 1)
+    ck = load_ckpt("text-unet")
+    if ck:
+        unet.load_state_dict(ck["unet"]), te.load_state_dict(ck["te"]), opt.load_state_dict(ck["opt"])
+        ema_u.load_state_dict(ck["ema_u"]), ema_t.load_state_dict(ck["ema_t"])
+        step, rng = ck["step"], ck["rng"]
+        log(f"resumed at step {step}")
+    log(f"params unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, "
+        f"text {sum(p.numel() for p in te.parameters()) / 1e6:.2f} M")
+    lat_all = torch.from_numpy(pool["latents"].astype(np.float32))
+    ids_all = tokenize(tok, pool["captions"])
+    empty = tokenize(tok, [""])[0]
+    t0, ema_loss = time.time(), None
+    unet.train(), te.train()
+
+    def state():
+        return {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(), "ema_u": ema_u.state_dict(),
+                "ema_t": ema_t.state_dict(), "step": step, "rng": rng, "loss": ema_loss}
+
+    while step < args.unet_steps and time.time() - t0 < args.minutes * 60:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.unet_steps, args.unet_lr, t0=t0, minutes=args.minutes)
+        idx = torch.from_numpy(rng.integers(0, len(lat_all), args.batch))
+        x0 = lat_all[idx]
+        if rng.random() < 0.5:
+            x0 = x0.flip(-1)
+        ids = ids_all[idx].clone()
+        drop = torch.from_numpy(rng.random(args.batch) < 0.1)
+        ids[drop] = empty
+        g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, 1000, (args.batch,), generator=g)
+        xt = sched.add_noise(x0, noise, t)
+        cond = te(ids)[0]
+        eps = unet(xt, t, encoder_hidden_states=cond).sample
+        w = min_snr_weight(sched, t)
+        loss = (w * ((eps - noise) ** 2).mean((1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        ema_update(ema_u, unet, step), ema_update(ema_t, te, step)
+        step += 1
+        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+        if step % 50 == 0:
+            log(f"step {step} loss {ema_loss:.4f} {(time.time() - t0) / 60:.1f} min")
+        if step % args.save_every == 0:
+            save_ckpt("text-unet", state())
+    save_ckpt("text-unet", state())
+    ema_u.save_pretrained(WORK / "unet")
+    ema_t.save_pretrained(WORK / "text_encoder")
+    log(f"done at step {step}, loss {ema_loss:.4f}")
+    return {"steps": step, "loss": ema_loss}
+
+
+# ---------------------------------------------------------------- stage 3: ControlNets
+def train_controlnet(args, log, kind: str):
+    from diffusers import ControlNetModel, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    name = f"controlnet-{kind}"
+    pool = make_pool(args, log)
+    unet = UNet2DConditionModel.from_pretrained(WORK / "unet").eval().requires_grad_(False)
+    te = CLIPTextModel.from_pretrained(WORK / "text_encoder").eval().requires_grad_(False)
+    from transformers import CLIPTokenizer
+
+    tok = CLIPTokenizer.from_pretrained(str(WORK / "tokenizer"))
+    torch.manual_seed(args.seed + 2)
+    cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64, 64))
+    opt = torch.optim.AdamW(cn.parameters(), lr=args.cn_lr, weight_decay=1e-2)
+    sched = scheduler()
+    step, rng = 0, np.random.default_rng(args.seed + (3 if kind == "edges" else 4))
+    ck = load_ckpt(name)
+    if ck:
+        cn.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"])
+        step, rng = ck["step"], ck["rng"]
+        log(f"resumed at step {step}")
+    log(f"params {sum(p.numel() for p in cn.parameters()) / 1e6:.2f} M")
+    lat_all = torch.from_numpy(pool["latents"].astype(np.float32))
+    maps = pool["edges"] if kind == "edges" else pool["depth"]
+    with torch.no_grad():
+        caps = list(pool["captions"])
+        emb_all = torch.cat([te(tokenize(tok, caps[i:i + 256]))[0] for i in range(0, len(caps), 256)])
+        emb_empty = te(tokenize(tok, [""]))[0]
+    t0, ema_loss = time.time(), None
+    cn.train()
+    total = args.cn_steps if kind == "edges" else args.depth_steps
+    minutes = args.minutes if kind == "edges" else args.depth_minutes
+    while step < total and time.time() - t0 < minutes * 60:
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, total, args.cn_lr, warm=20, t0=t0, minutes=minutes)
+        idx = rng.integers(0, len(lat_all), args.batch)
+        x0 = lat_all[idx]
+        c = torch.from_numpy(maps[idx]).float()[:, None].expand(-1, 3, -1, -1) / 255.0
+        emb = emb_all[idx].clone()
+        drop = torch.from_numpy(rng.random(args.batch) < 0.1)
+        emb[drop] = emb_empty
+        g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+        noise = torch.randn(x0.shape, generator=g)
+        # structure is decided at high noise (and that is where restyling starts): favour it
+        t = torch.randint(args.cn_tmin, 1000, (args.batch,), generator=g)
+        xt = sched.add_noise(x0, noise, t)
+        down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=c, return_dict=False)
+        eps = unet(xt, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
+                   mid_block_additional_residual=mid).sample
+        loss = (min_snr_weight(sched, t) * ((eps - noise) ** 2).mean((1, 2, 3))).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(cn.parameters(), 1.0)
+        opt.step()
+        step += 1
+        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
+        if step % 25 == 0:
+            log(f"step {step} loss {ema_loss:.4f} {(time.time() - t0) / 60:.1f} min")
+        if step % args.save_every == 0:
+            save_ckpt(name, {"model": cn.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng})
+    save_ckpt(name, {"model": cn.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng, "loss": ema_loss})
+    cn.save_pretrained(WORK / name)
+    log(f"done at step {step}, loss {ema_loss:.4f}")
+    return {"steps": step, "loss": ema_loss}
+
+
+# ---------------------------------------------------------------- export
+def export(log, out: Path = OUT):
+    """Write every trained component found in .mini-train/ as fp16 safetensors into ``out``."""
+    import shutil
+
+    from diffusers import AutoencoderKL, ControlNetModel, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    out.mkdir(parents=True, exist_ok=True)
+    if (WORK / "tokenizer").is_dir():
+        shutil.rmtree(out / "tokenizer", ignore_errors=True)
+        shutil.copytree(WORK / "tokenizer", out / "tokenizer")
+    parts = [("vae", AutoencoderKL), ("unet", UNet2DConditionModel), ("text_encoder", CLIPTextModel),
+             ("controlnet-edges", ControlNetModel), ("controlnet-depth", ControlNetModel)]
+    for name, cls in parts:
+        if (WORK / name).is_dir():
+            m = cls.from_pretrained(WORK / name).half()
+            shutil.rmtree(out / name, ignore_errors=True)
+            m.save_pretrained(out / name, safe_serialization=True)
+    scheduler().save_pretrained(out / "scheduler")
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
+             "feature_extractor": [None, None], "safety_checker": [None, None],
+             "requires_safety_checker": False, "scheduler": ["diffusers", "DDIMScheduler"],
+             "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
+             "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    size = sum(f.stat().st_size for f in out.rglob("*.safetensors"))
+    log(f"exported to {out} ({size / 1e6:.1f} MB of safetensors)")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(prog="python -m videdit.mini.train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--stage", default="all", choices=["vae", "text-unet", "controlnet", "controlnet-edges",
+                                                       "controlnet-depth", "all", "export"])
+    ap.add_argument("--minutes", type=float, default=None, help="wall-time budget of this run, per stage")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch threads (1 is fastest on a shared 2-core machine)")
+    ap.add_argument("--batch", type=int, default=32)
+    ap.add_argument("--pool", type=int, default=2500, help="scenes in the stage 2-3 pool")
+    ap.add_argument("--palettes", type=int, default=4, help="palettes per pool scene")
+    ap.add_argument("--vae-batch", type=int, default=16)
+    ap.add_argument("--vae-steps", type=int, default=4000)
+    ap.add_argument("--vae-lr", type=float, default=1e-3)
+    ap.add_argument("--unet-steps", type=int, default=8000)
+    ap.add_argument("--unet-lr", type=float, default=5e-4)
+    ap.add_argument("--cn-steps", type=int, default=3000)
+    ap.add_argument("--cn-lr", type=float, default=1e-3)
+    ap.add_argument("--cn-tmin", type=int, default=200, help="ControlNets train on timesteps [tmin, 1000)")
+    ap.add_argument("--depth-steps", type=int, default=3000)
+    ap.add_argument("--depth-minutes", type=float, default=None)
+    ap.add_argument("--save-every", type=int, default=100)
+    ap.add_argument("--no-export", action="store_true")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    defaults = {"vae": 14, "text-unet": 28, "controlnet-edges": 11, "controlnet-depth": 3}
+    stages = {"all": ["vae", "text-unet", "controlnet-edges", "controlnet-depth"],
+              "controlnet": ["controlnet-edges", "controlnet-depth"]}.get(args.stage, [args.stage])
+    results = {}
+    for st in stages:
+        if st == "export":
+            continue
+        log = Log(st)
+        a = copy.copy(args)
+        a.minutes = args.minutes if args.minutes is not None else defaults[st]
+        a.depth_minutes = args.depth_minutes if args.depth_minutes is not None else a.minutes
+        t = time.time()
+        if st == "vae":
+            results[st] = train_vae(a, log)
+        elif st == "text-unet":
+            results[st] = train_text_unet(a, log)
+        else:
+            results[st] = train_controlnet(a, log, st.split("-")[1])
+        results[st]["wall_min"] = round((time.time() - t) / 60, 2)
+        log(json.dumps(results[st]))
+    hist = WORK / "results.json"
+    old = json.loads(hist.read_text()) if hist.is_file() else {}
+    old.update(results)
+    WORK.mkdir(exist_ok=True)
+    hist.write_text(json.dumps(old, indent=2))
+    if not args.no_export:
+        export(Log("export"))
+
+
+if __name__ == "__main__":
+    main()
