@@ -20,12 +20,13 @@ install: $(STAMP)
 test: install
 	$(BIN)/python -m pytest -q
 
+# The demo restyles a sample clip with the built-in videdit-mini model (no downloads).
 demo: install
 	mkdir -p out
-	$(BIN)/videdit info samples/pan-astronaut.mp4
-	$(BIN)/videdit structure samples/pan-astronaut.mp4 --signal canny -o out/demo-edges.mp4 --preview out/demo-edges-side.mp4
-	@echo "restyle demo: not yet - it needs the embedded videdit-mini model (issue 4)."
-	@echo "structure demo written: out/demo-edges.mp4, out/demo-edges-side.mp4"
+	$(BIN)/videdit restyle samples/pan-astronaut.mp4 --pipeline mini \
+		--prompt "neon pink and cyan shapes on a black background" \
+		-o out/demo.mp4 --preview out/demo-side.mp4
+	@echo "demo written: out/demo.mp4 (restyled) and out/demo-side.mp4 (source | output)"
 
 bench: install
 	$(BIN)/python -m videdit.bench --out BENCHMARKS.md

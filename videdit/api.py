@@ -27,7 +27,7 @@ from .progress import progress
 
 __all__ = ["Pipeline", "load_pipeline", "restyle", "generate", "DEFAULT_RESTYLE", "DEFAULT_GENERATE"]
 
-DEFAULT_RESTYLE = "sd15-depth"
+DEFAULT_RESTYLE = "mini"  # the built-in model; works offline with no downloads
 DEFAULT_GENERATE = "modelscope-t2v"
 log = logging.getLogger("videdit")
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}

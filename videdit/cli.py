@@ -171,7 +171,7 @@ def diffusion_options(f):
     opts = [
         click.option("--prompt", "-p", default="", help="What the video should look like."),
         click.option("--negative-prompt", help="What it should not look like."),
-        click.option("--pipeline", help="Recipe name (see `videdit pipelines`), a .toml recipe, or a diffusers dir."),
+        click.option("--pipeline", help="Recipe name (see `videdit pipelines`), a .toml recipe, or a diffusers dir. Default: the built-in videdit-mini for restyle, modelscope-t2v for generate."),
         click.option("--steps", type=int, help="Denoising steps (recipe default)."),
         click.option("--guidance", type=float, help="Classifier-free guidance scale (recipe default)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same output."),
