@@ -115,3 +115,22 @@ def test_mini_restyle_follows_colour(pipe):
     out = pipe.restyle(Video(src, 24.0), "red shapes on a black background").frames
     got = [dominant_colour(o, m) for o, m in zip(out, masks)]
     assert sum(g == "red" for g in got) >= COLOUR_FRAMES_MIN, got
+
+
+def test_cross_frame_attention_reduces_flicker(pipe):
+    """Issue 3: on a sample clip with a small model, warp error with sparse-causal < none.
+
+    A random model has no appearance for frames to share, so this uses the trained
+    mini model; measured 0.0081 vs 0.0102 (ratio 0.80) on the shipped weights.
+    """
+    import cv2
+
+    from videdit.metrics import temporal_consistency
+
+    path, prompt = str(ROOT / "samples" / "shapes.mp4"), "red and yellow shapes on a black background"
+    outs = {m: pipe.restyle(path, prompt, consistency=m, max_frames=6).frames for m in ("sparse-causal", "none")}
+    src = np.stack([cv2.resize(f, (128, 128), interpolation=cv2.INTER_AREA) for f in _clip("shapes", 6)])
+    err = {m: temporal_consistency(src, o)["output"] for m, o in outs.items()}
+    assert err["sparse-causal"] < 0.92 * err["none"], err
+    # the modes really differ (frame 0 is the anchor in both, so it matches)
+    assert np.abs(outs["sparse-causal"][1:].astype(int) - outs["none"][1:].astype(int)).mean() > 0.5

@@ -92,6 +92,47 @@ def test_modes_keep_frame_zero_and_change_the_rest(tiny, frames):
     assert np.isfinite(win).all() and np.abs(win - full).max() > 1e-4
 
 
+def _naive_sources(mode, i, frames, window=1):
+    """Source frames of query frame ``i``, straight from the papers' definitions."""
+    if mode == "first":
+        return [0]
+    if mode == "sparse-causal":  # Tune-A-Video: the first frame and the previous one
+        return [0, max(i - 1, 0)]
+    if mode == "full":
+        return list(range(frames))
+    return [0] + [j for j in range(i - window, i + window + 1) if 0 < j < frames]  # window
+
+
+@pytest.mark.parametrize("mode", ["first", "sparse-causal", "full", "window"])
+@pytest.mark.parametrize("frames_n", [1, 2, 5])
+def test_cross_frame_processor_matches_a_naive_loop(mode, frames_n):
+    """The batched processor (grouped, deduplicated key sets, CFG branches) equals plain
+    per-frame softmax attention over the concatenated source frames' keys."""
+    from diffusers.models.attention_processor import Attention
+
+    from videdit.core.attention import CrossFrameAttnProcessor, FrameContext
+
+    torch.manual_seed(0)
+    attn = Attention(query_dim=32, heads=4, dim_head=8).eval()
+    branches, tokens = 2, 6
+    x = torch.randn(branches * frames_n, tokens, 32)
+    attn.set_processor(CrossFrameAttnProcessor(mode, FrameContext(frames_n), window=1))
+    with torch.no_grad():
+        ours = attn(x)
+        q, k, v = attn.to_q(x), attn.to_k(x), attn.to_v(x)
+        ref = torch.empty_like(q)
+        for b in range(branches):
+            for i in range(frames_n):
+                row = b * frames_n + i
+                src = [b * frames_n + j for j in _naive_sources(mode, i, frames_n)]
+                kk, vv = torch.cat([k[j] for j in src]), torch.cat([v[j] for j in src])
+                qh, kh, vh = (t.view(t.shape[0], 4, 8).transpose(0, 1) for t in (q[row], kk, vv))
+                w = torch.softmax(qh @ kh.transpose(1, 2) / 8 ** 0.5, -1)
+                ref[row] = (w @ vh).transpose(0, 1).reshape(tokens, 32)
+        ref = attn.to_out[0](ref)
+    assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
+
+
 def test_processors_only_on_spatial_self_attention(tiny):
     unet = tiny["pipe"].components.unet
     names = spatial_self_attention_names(unet)

@@ -47,28 +47,36 @@ class FrameContext:
     frames: int = 1
 
 
-def _sources(mode: str, frames: int, window: int, device) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Key/value source frames for every query frame.
+def _sources(mode: str, frames: int, window: int, device) -> list[tuple[slice, torch.Tensor, torch.Tensor | None]]:
+    """Key/value source frames for every query frame, in groups of equal source count.
 
-    Returns ``index`` ``(frames, L) int64`` and an optional ``keep`` mask
-    ``(frames, L) bool`` (False marks padding, only for ``window`` near the ends).
+    Returns ``[(frame_slice, index, keep)]``: ``index`` ``(len(slice), L) int64`` names
+    the source frames of each query frame in the slice; ``keep`` ``(len(slice), L) bool``
+    or None (False marks padding, only for ``window`` near the ends).
     """
     ar = torch.arange(frames, device=device)
+    whole = slice(0, frames)
     if mode == "first":
-        return torch.zeros(frames, 1, dtype=torch.long, device=device), None
+        return [(whole, torch.zeros(frames, 1, dtype=torch.long, device=device), None)]
     if mode == "sparse-causal":
-        # Frame 0 sees [0, 0]: an exact duplicate of the whole key set leaves
-        # attention unchanged, so no mask is needed (Tune-A-Video's indexing).
-        return torch.stack([torch.zeros_like(ar), (ar - 1).clamp(min=0)], 1), None
+        # Frames 0 and 1 would see [0, 0]: a duplicated key set leaves attention
+        # unchanged (Tune-A-Video's indexing), so they attend to frame 0 once and
+        # skip half the work; the rest see [0, i - 1].
+        head = min(frames, 2)
+        groups = [(slice(0, head), torch.zeros(head, 1, dtype=torch.long, device=device), None)]
+        if frames > 2:
+            rest = ar[2:]
+            groups.append((slice(2, frames), torch.stack([torch.zeros_like(rest), rest - 1], 1), None))
+        return groups
     if mode == "full":
-        return ar.expand(frames, frames).clone(), None
+        return [(whole, ar.expand(frames, frames).clone(), None)]
     if mode == "window":
         offs = torch.arange(-window, window + 1, device=device)
         idx = ar[:, None] + offs[None, :]
         keep = (idx >= 0) & (idx < frames) & (idx != 0)  # frame 0 comes first, once
         idx = torch.cat([torch.zeros(frames, 1, dtype=torch.long, device=device), idx.clamp(0, frames - 1)], 1)
         keep = torch.cat([torch.ones(frames, 1, dtype=torch.bool, device=device), keep], 1)
-        return idx, keep
+        return [(whole, idx, keep)]
     raise ValueError(f"unknown consistency mode {mode!r}")
 
 
@@ -105,28 +113,35 @@ class CrossFrameAttnProcessor:
         query = attn.to_q(hidden_states)
         key = attn.to_k(hidden_states)
         value = attn.to_v(hidden_states)
-        index, keep = _sources(self.mode, frames, self.window, hidden_states.device)
-        sources = index.shape[1]
+        heads = attn.heads
+        dim = key.shape[-1] // heads
 
-        def gather(t):  # (B*F, N, C) -> (B*F, L*N, C): each frame's key/value set
-            t = t.view(branches, frames, tokens, -1)[:, index]  # (branches, F, L, N, C)
-            return t.reshape(batch, sources * tokens, -1)
+        def split(t):  # (B*F, N, C) -> (branches, F, heads, N, dim)
+            return t.view(branches, frames, tokens, heads, dim).transpose(2, 3)
 
-        key, value = gather(key), gather(value)
-        mask = None
-        if keep is not None:
-            mask = keep[:, :, None].expand(frames, sources, tokens).reshape(frames, 1, 1, sources * tokens)
-            mask = mask.repeat(branches, 1, 1, 1)
-        heads, dim = attn.heads, key.shape[-1] // attn.heads
-        query = query.view(batch, -1, heads, dim).transpose(1, 2)
-        key = key.view(batch, -1, heads, dim).transpose(1, 2)
-        value = value.view(batch, -1, heads, dim).transpose(1, 2)
+        query, key, value = split(query), split(key), split(value)
         if attn.norm_q is not None:
             query = attn.norm_q(query)
         if attn.norm_k is not None:
             key = attn.norm_k(key)
-        out = F.scaled_dot_product_attention(query, key, value, attn_mask=mask, dropout_p=0.0, is_causal=False)
-        out = out.transpose(1, 2).reshape(batch, -1, heads * dim).to(query.dtype)
+        out = torch.empty_like(query)
+        for frame_slice, index, keep in _sources(self.mode, frames, self.window, hidden_states.device):
+            q = query[:, frame_slice]
+            n, sources = index.shape
+
+            def gather(t):  # (branches, F, heads, N, dim) -> (branches, n, heads, L*N, dim): each frame's set
+                t = t[:, index].permute(0, 1, 3, 2, 4, 5)  # (branches, n, heads, L, N, dim)
+                return t.reshape(branches, n, heads, sources * tokens, dim)
+
+            k, v = gather(key), gather(value)
+            mask = None
+            if keep is not None:  # (branches*n, 1, 1, L*N), broadcast over heads and queries
+                mask = keep[:, None, :, None].expand(n, 1, sources, tokens).reshape(n, 1, 1, sources * tokens)
+                mask = mask.repeat(branches, 1, 1, 1)
+            o = F.scaled_dot_product_attention(q.flatten(0, 1), k.flatten(0, 1), v.flatten(0, 1), attn_mask=mask,
+                                               dropout_p=0.0, is_causal=False)
+            out[:, frame_slice] = o.view(branches, n, heads, tokens, dim)
+        out = out.transpose(2, 3).reshape(batch, tokens, heads * dim).to(hidden_states.dtype)
         out = attn.to_out[1](attn.to_out[0](out))
         if four_d:
             out = out.transpose(-1, -2).reshape(b, c, h, w)
