@@ -134,3 +134,35 @@ def test_cross_frame_attention_reduces_flicker(pipe):
     assert err["sparse-causal"] < 0.92 * err["none"], err
     # the modes really differ (frame 0 is the anchor in both, so it matches)
     assert np.abs(outs["sparse-causal"][1:].astype(int) - outs["none"][1:].astype(int)).mean() > 0.5
+
+
+@pytest.mark.slow
+def test_training_stages_run_resume_and_export(tmp_path):
+    """``python -m videdit.mini.train`` on a toy budget: every stage trains, checkpoints,
+    resumes where it stopped, and the export loads through the ordinary loader."""
+    import torch
+    from diffusers import ControlNetModel
+
+    from videdit.api import load_pipeline
+    from videdit.mini import train
+
+    work, out = tmp_path / "work", tmp_path / "out"
+    tiny = ["--work", str(work), "--out", str(out), "--vae-steps", "2", "--vae-batch", "4", "--unet-steps", "2",
+            "--cn-steps", "2", "--depth-steps", "1", "--pool", "2", "--palettes", "2", "--batch", "2",
+            "--save-every", "1", "--minutes", "5"]
+    threads = torch.get_num_threads()
+    try:
+        train.main(["--stage", "all", *tiny])
+        first = train.load_ckpt(work, "text-unet")
+        assert first["step"] == 2 and np.isfinite(first["loss"])
+        train.main(["--stage", "text-unet", *tiny, "--unet-steps", "3", "--no-export"])  # the last value wins
+    finally:
+        torch.set_num_threads(threads)
+    assert "resumed at step 2" in (work / "text-unet.log").read_text()
+    assert train.load_ckpt(work, "text-unet")["step"] == 3
+    for part in ("vae", "unet", "text_encoder", "tokenizer", "controlnet-edges", "controlnet-depth", "scheduler"):
+        assert (out / part).is_dir(), part
+    assert not list(out.rglob("*.bin")) and list(out.rglob("*.safetensors"))
+    assert isinstance(ControlNetModel.from_pretrained(out / "controlnet-edges"), ControlNetModel)
+    pipe = load_pipeline(str(out), device="cpu")  # a plain diffusers directory
+    assert pipe.components.unet.config.in_channels == train.LATENT_CH

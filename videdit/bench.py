@@ -216,17 +216,20 @@ def _fullsize_cross_frame_cost(repeats: int = 2, frames: int = 8, latent: int = 
             "full_frames": frames}
 
 
+def ok(cond: bool) -> str:
+    return "meets goal" if cond else "MISSES goal"
+
+
+def _header(title: str, command: str, setup: str) -> list[str]:
+    return [f"## {title}", "", f"Command: `make bench` (`{command}`). Machine: {_machine()}. {setup}", "",
+            "| measure | ratio | goal | absolute (context only) |", "|---|---|---|---|"]
+
+
 def render_core(r: dict) -> str:
-    ok = lambda cond: "meets goal" if cond else "MISSES goal"  # noqa: E731
     return "\n".join([
-        "## Diffusion core: restyle engine",
-        "",
-        f"Command: `make bench` (`python -m videdit.bench --only core`). Machine: {_machine()}. "
-        f"Model: tiny random SD 1.5-shaped UNet + ControlNet (`videdit.testing`), {r['frames']} frames at "
-        f"{r['size']}, {r['steps']} DDIM steps, CFG 7.5, best of 3 runs interleaved.",
-        "",
-        "| measure | ratio | goal | absolute (context only) |",
-        "|---|---|---|---|",
+        *_header("Diffusion core: restyle engine", "python -m videdit.bench --only core",
+                 f"Model: tiny random SD 1.5-shaped UNet + ControlNet (`videdit.testing`), {r['frames']} frames at "
+                 f"{r['size']}, {r['steps']} DDIM steps, CFG 7.5, best of 3 runs interleaved."),
         f"| time, our restyle (`--consistency none`) / diffusers `StableDiffusionControlNetPipeline` on the same batch "
         f"| {r['ratio_vs_reference']:.3f} | <= 1.05 ({ok(r['ratio_vs_reference'] <= 1.05)}) "
         f"| {r['ours_s']:.2f} s vs {r['reference_s']:.2f} s |",
@@ -257,15 +260,9 @@ def _machine() -> str:
 
 
 def render_foundation(r: dict) -> str:
-    ok = lambda cond: "meets goal" if cond else "MISSES goal"  # noqa: E731
     return "\n".join([
-        "## Foundation: streaming structure extraction",
-        "",
-        f"Command: `make bench` (`python -m videdit.bench`). Machine: {_machine()}. "
-        f"Clips: testsrc2 {r['size']} H.264 with audio, 32 and {r['frames']} frames.",
-        "",
-        "| measure | ratio | goal | absolute (context only) |",
-        "|---|---|---|---|",
+        *_header("Foundation: streaming structure extraction", "python -m videdit.bench --only foundation",
+                 f"Clips: testsrc2 {r['size']} H.264 with audio, 32 and {r['frames']} frames."),
         f"| peak RSS, `videdit structure` 512 frames / 32 frames | {r['rss_ratio']:.3f} | <= 1.15 ({ok(r['rss_ratio'] <= 1.15)}) "
         f"| {r['rss_512_mb']:.0f} MB vs {r['rss_32_mb']:.0f} MB (this process; the ffmpeg encoder child is separate) |",
         f"| throughput, decode -> canny -> encode vs `ffmpeg -i in -c:v libx264 out` | {r['throughput_ratio']:.2f}x | >= 0.8x ({ok(r['throughput_ratio'] >= 0.8)}) "

@@ -7,7 +7,7 @@
 
 Stages:
 
-- ``vae``: an ``AutoencoderKL`` (SD 1.5's config, shrunk: 3 levels, factor 4, 4
+- ``vae``: an ``AutoencoderKL`` (SD 1.5's config, shrunk: 4 levels, factor 8, 8
   latent channels, no mid-block attention) on 64 px crops of procedural scenes and
   of scikit-image's photos; L1 + MSE + a tiny KL. Afterwards its latent
   ``scaling_factor`` is set to 1/std of the latents, as SD's 0.18215 was.
@@ -19,12 +19,13 @@ Stages:
   else frozen: one on ``get_extractor("canny")`` of the renders (the signal the
   recipe feeds it at inference), one on the depth-by-construction map.
 
-Every stage is seeded and resumable: a checkpoint in ``.mini-train/<stage>.pt`` is
+Every stage is seeded and resumable: a checkpoint in ``<work>/<stage>.pt`` (``--work``,
+default ``.mini-train/``) is
 written every ``--save-every`` steps and at the end; rerunning continues from it
 until the stage's step budget or ``--minutes`` (wall time of this run) is used.
-The loss is logged (``.mini-train/<stage>.log``, and stdout). ``--export`` (on by
-default after each stage) writes the components, fp16 safetensors, into
-``pipelines/videdit-mini/``.
+The loss is logged (``<work>/<stage>.log``, and stdout). Unless ``--no-export``,
+the components are written afterwards, fp16 safetensors, into ``--out`` (default
+``pipelines/videdit-mini/``).
 """
 
 from __future__ import annotations
@@ -93,9 +94,9 @@ def scheduler():
 
 # ---------------------------------------------------------------- helpers
 class Log:
-    def __init__(self, stage):
-        WORK.mkdir(exist_ok=True)
-        self.f = open(WORK / f"{stage}.log", "a")
+    def __init__(self, work: Path, stage: str):
+        work.mkdir(parents=True, exist_ok=True)
+        self.f = open(work / f"{stage}.log", "a")
         self.stage = stage
 
     def __call__(self, msg):
@@ -109,16 +110,51 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
-def save_ckpt(stage, state: dict):
-    WORK.mkdir(exist_ok=True)
-    tmp = WORK / f"{stage}.pt.tmp"
+def save_ckpt(work: Path, stage: str, state: dict):
+    work.mkdir(parents=True, exist_ok=True)
+    tmp = work / f"{stage}.pt.tmp"
     torch.save(state, tmp)
-    os.replace(tmp, WORK / f"{stage}.pt")
+    os.replace(tmp, work / f"{stage}.pt")
 
 
-def load_ckpt(stage):
-    p = WORK / f"{stage}.pt"
+def load_ckpt(work: Path, stage: str):
+    """Our own resumable training state (it holds a numpy Generator, so it is a pickle:
+    only ever read from the work directory this module wrote)."""
+    p = work / f"{stage}.pt"
     return torch.load(p, map_location="cpu", weights_only=False) if p.is_file() else None
+
+
+class Steps:
+    """The loop body every stage shares: optimiser step with gradient clipping, a
+    running loss, a log line every ``log_every`` steps and a checkpoint every
+    ``args.save_every`` steps (``state()`` gives the stage's part of it)."""
+
+    def __init__(self, args, log, stage: str, opt, params, step: int, state, minutes: float, log_every: int = 25):
+        self.args, self.log, self.stage, self.opt, self.params = args, log, stage, opt, list(params)
+        self.step, self.state, self.minutes, self.log_every = step, state, minutes, log_every
+        self.t0, self.loss = time.time(), None
+
+    def running(self, total: int) -> bool:
+        return self.step < total and time.time() - self.t0 < self.minutes * 60
+
+    def set_lr(self, total: int, base: float, warm: int = 100):
+        for g in self.opt.param_groups:
+            g["lr"] = lr_at(self.step, total, base, warm=warm, t0=self.t0, minutes=self.minutes)
+
+    def update(self, loss: torch.Tensor, note: str = "") -> None:
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
+        self.opt.step()
+        self.step += 1
+        self.loss = loss.item() if self.loss is None else 0.98 * self.loss + 0.02 * loss.item()
+        if self.step % self.log_every == 0:
+            self.log(f"step {self.step} loss {self.loss:.4f}{note} {(time.time() - self.t0) / 60:.1f} min")
+        if self.step % self.args.save_every == 0:
+            self.save()
+
+    def save(self) -> None:
+        save_ckpt(self.args.work, self.stage, {**self.state(), "step": self.step, "loss": self.loss})
 
 
 def ema_update(ema, model, step, decay=0.999):
@@ -154,34 +190,24 @@ def train_vae(args, log):
     vae = AutoencoderKL(**vae_config())
     opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
     step, rng = 0, np.random.default_rng(args.seed)
-    ck = load_ckpt("vae")
+    ck = load_ckpt(args.work, "vae")
     if ck:
         vae.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"])
         step, rng = ck["step"], ck["rng"]
         log(f"resumed at step {step}")
     log(f"params {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M")
-    t0, ema_loss = time.time(), None
+    loop = Steps(args, log, "vae", opt, vae.parameters(), step,
+                 lambda: {"model": vae.state_dict(), "opt": opt.state_dict(), "rng": rng}, args.minutes)
     vae.train()
-    while step < args.vae_steps and time.time() - t0 < args.minutes * 60:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.vae_steps, args.vae_lr, t0=t0, minutes=args.minutes)
+    while loop.running(args.vae_steps):
+        loop.set_lr(args.vae_steps, args.vae_lr)
         x = vae_batch(rng, args.vae_batch)
         post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
         l1 = (rec - x).abs().mean()
-        loss = l1 + F.mse_loss(rec, x) + 1e-6 * post.kl().mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(vae.parameters(), 1.0)
-        opt.step()
-        step += 1
-        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
-        if step % 25 == 0:
-            log(f"step {step} loss {ema_loss:.4f} (l1 {l1.item():.4f}) {(time.time() - t0) / 60:.1f} min")
-        if step % args.save_every == 0:
-            save_ckpt("vae", {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng})
-    save_ckpt("vae", {"model": vae.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng,
-                      "loss": ema_loss})
+        loop.update(l1 + F.mse_loss(rec, x) + 1e-6 * post.kl().mean(), f" (l1 {l1.item():.4f})")
+    loop.save()
+    step, ema_loss = loop.step, loop.loss
     vae.eval()
     # latent scale: 1/std over a held-out batch of scenes and photos
     with torch.no_grad():
@@ -193,27 +219,27 @@ def train_vae(args, log):
         psnr = -10 * torch.log10(F.mse_loss(rec.clamp(-1, 1), to_tensor(imgs)) / 4).item()
     scale = float(1.0 / lat.std())
     vae.register_to_config(scaling_factor=scale)
-    log(f"done at step {step}, loss {ema_loss:.4f}, held-out PSNR {psnr:.2f} dB, scaling_factor {scale:.4f}")
-    vae.save_pretrained(WORK / "vae")
+    log(f"done at step {step}, loss {ema_loss or float('nan'):.4f}, held-out PSNR {psnr:.2f} dB, scaling_factor {scale:.4f}")
+    vae.save_pretrained(args.work / "vae")
     return {"steps": step, "loss": ema_loss, "psnr": psnr, "scaling_factor": scale}
 
 
-def load_vae():
+def load_vae(work: Path):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(WORK / "vae").eval().requires_grad_(False)
+    return AutoencoderKL.from_pretrained(work / "vae").eval().requires_grad_(False)
 
 
 # ---------------------------------------------------------------- pool for stages 2-3
 def make_pool(args, log):
-    p = WORK / "pool.npz"
+    p = args.work / "pool.npz"
     if p.is_file():
         z = np.load(p, allow_pickle=False)
         return {k: z[k] for k in z.files}
     from ..structure import get_extractor
 
     log(f"rendering pool: {args.pool} scenes x {args.palettes} palettes")
-    vae = load_vae()
+    vae = load_vae(args.work)
     canny = get_extractor("canny")
     imgs, depths, caps, edges = [], [], [], []
     for i in range(args.pool):
@@ -238,13 +264,13 @@ def tokenize(tok, captions):
 
 
 # ---------------------------------------------------------------- stage 2: text encoder + UNet
-def build_text(log):
+def build_text(work: Path):
     from transformers import CLIPTextModel
 
     from .tokenizer import build_tokenizer
 
-    tok = build_tokenizer(WORK / "tokenizer", data.WORDS)
-    vocab = json.loads((WORK / "tokenizer" / "vocab.json").read_text())
+    tok = build_tokenizer(work / "tokenizer", data.WORDS)
+    vocab = json.loads((work / "tokenizer" / "vocab.json").read_text())
     te = CLIPTextModel(text_config(max(vocab.values()) + 1, vocab["<|startoftext|>"], vocab["<|endoftext|>"]))
     return tok, te
 
@@ -260,14 +286,14 @@ def train_text_unet(args, log):
 
     pool = make_pool(args, log)
     torch.manual_seed(args.seed + 1)
-    tok, te = build_text(log)
+    tok, te = build_text(args.work)
     unet = UNet2DConditionModel(**unet_config())
     ema_u, ema_t = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(te).requires_grad_(False)
     params = list(unet.parameters()) + list(te.parameters())
     opt = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=1e-2)
     sched = scheduler()
     step, rng = 0, np.random.default_rng(args.seed + 1)
-    ck = load_ckpt("text-unet")
+    ck = load_ckpt(args.work, "text-unet")
     if ck:
         unet.load_state_dict(ck["unet"]), te.load_state_dict(ck["te"]), opt.load_state_dict(ck["opt"])
         ema_u.load_state_dict(ck["ema_u"]), ema_t.load_state_dict(ck["ema_t"])
@@ -278,16 +304,13 @@ def train_text_unet(args, log):
     lat_all = torch.from_numpy(pool["latents"].astype(np.float32))
     ids_all = tokenize(tok, pool["captions"])
     empty = tokenize(tok, [""])[0]
-    t0, ema_loss = time.time(), None
     unet.train(), te.train()
-
-    def state():
-        return {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(), "ema_u": ema_u.state_dict(),
-                "ema_t": ema_t.state_dict(), "step": step, "rng": rng, "loss": ema_loss}
-
-    while step < args.unet_steps and time.time() - t0 < args.minutes * 60:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, args.unet_steps, args.unet_lr, t0=t0, minutes=args.minutes)
+    loop = Steps(args, log, "text-unet", opt, params, step,
+                 lambda: {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(),
+                          "ema_u": ema_u.state_dict(), "ema_t": ema_t.state_dict(), "rng": rng},
+                 args.minutes, log_every=50)
+    while loop.running(args.unet_steps):
+        loop.set_lr(args.unet_steps, args.unet_lr)
         idx = torch.from_numpy(rng.integers(0, len(lat_all), args.batch))
         x0 = lat_all[idx]
         if rng.random() < 0.5:
@@ -301,23 +324,13 @@ def train_text_unet(args, log):
         xt = sched.add_noise(x0, noise, t)
         cond = te(ids)[0]
         eps = unet(xt, t, encoder_hidden_states=cond).sample
-        w = min_snr_weight(sched, t)
-        loss = (w * ((eps - noise) ** 2).mean((1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        ema_update(ema_u, unet, step), ema_update(ema_t, te, step)
-        step += 1
-        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
-        if step % 50 == 0:
-            log(f"step {step} loss {ema_loss:.4f} {(time.time() - t0) / 60:.1f} min")
-        if step % args.save_every == 0:
-            save_ckpt("text-unet", state())
-    save_ckpt("text-unet", state())
-    ema_u.save_pretrained(WORK / "unet")
-    ema_t.save_pretrained(WORK / "text_encoder")
-    log(f"done at step {step}, loss {ema_loss:.4f}")
+        loop.update((min_snr_weight(sched, t) * ((eps - noise) ** 2).mean((1, 2, 3))).mean())
+        ema_update(ema_u, unet, loop.step - 1), ema_update(ema_t, te, loop.step - 1)
+    loop.save()
+    step, ema_loss = loop.step, loop.loss
+    ema_u.save_pretrained(args.work / "unet")
+    ema_t.save_pretrained(args.work / "text_encoder")
+    log(f"done at step {step}, loss {ema_loss or float('nan'):.4f}")
     return {"steps": step, "loss": ema_loss}
 
 
@@ -328,17 +341,17 @@ def train_controlnet(args, log, kind: str):
 
     name = f"controlnet-{kind}"
     pool = make_pool(args, log)
-    unet = UNet2DConditionModel.from_pretrained(WORK / "unet").eval().requires_grad_(False)
-    te = CLIPTextModel.from_pretrained(WORK / "text_encoder").eval().requires_grad_(False)
+    unet = UNet2DConditionModel.from_pretrained(args.work / "unet").eval().requires_grad_(False)
+    te = CLIPTextModel.from_pretrained(args.work / "text_encoder").eval().requires_grad_(False)
     from transformers import CLIPTokenizer
 
-    tok = CLIPTokenizer.from_pretrained(str(WORK / "tokenizer"))
+    tok = CLIPTokenizer.from_pretrained(str(args.work / "tokenizer"))
     torch.manual_seed(args.seed + 2)
     cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64, 64))
     opt = torch.optim.AdamW(cn.parameters(), lr=args.cn_lr, weight_decay=1e-2)
     sched = scheduler()
     step, rng = 0, np.random.default_rng(args.seed + (3 if kind == "edges" else 4))
-    ck = load_ckpt(name)
+    ck = load_ckpt(args.work, name)
     if ck:
         cn.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"])
         step, rng = ck["step"], ck["rng"]
@@ -350,13 +363,13 @@ def train_controlnet(args, log, kind: str):
         caps = list(pool["captions"])
         emb_all = torch.cat([te(tokenize(tok, caps[i:i + 256]))[0] for i in range(0, len(caps), 256)])
         emb_empty = te(tokenize(tok, [""]))[0]
-    t0, ema_loss = time.time(), None
     cn.train()
     total = args.cn_steps if kind == "edges" else args.depth_steps
     minutes = args.minutes if kind == "edges" else args.depth_minutes
-    while step < total and time.time() - t0 < minutes * 60:
-        for g in opt.param_groups:
-            g["lr"] = lr_at(step, total, args.cn_lr, warm=20, t0=t0, minutes=minutes)
+    loop = Steps(args, log, name, opt, cn.parameters(), step,
+                 lambda: {"model": cn.state_dict(), "opt": opt.state_dict(), "rng": rng}, minutes)
+    while loop.running(total):
+        loop.set_lr(total, args.cn_lr, warm=20)
         idx = rng.integers(0, len(lat_all), args.batch)
         x0 = lat_all[idx]
         c = torch.from_numpy(maps[idx]).float()[:, None].expand(-1, 3, -1, -1) / 255.0
@@ -371,25 +384,16 @@ def train_controlnet(args, log, kind: str):
         down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=c, return_dict=False)
         eps = unet(xt, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
                    mid_block_additional_residual=mid).sample
-        loss = (min_snr_weight(sched, t) * ((eps - noise) ** 2).mean((1, 2, 3))).mean()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(cn.parameters(), 1.0)
-        opt.step()
-        step += 1
-        ema_loss = loss.item() if ema_loss is None else 0.98 * ema_loss + 0.02 * loss.item()
-        if step % 25 == 0:
-            log(f"step {step} loss {ema_loss:.4f} {(time.time() - t0) / 60:.1f} min")
-        if step % args.save_every == 0:
-            save_ckpt(name, {"model": cn.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng})
-    save_ckpt(name, {"model": cn.state_dict(), "opt": opt.state_dict(), "step": step, "rng": rng, "loss": ema_loss})
-    cn.save_pretrained(WORK / name)
-    log(f"done at step {step}, loss {ema_loss:.4f}")
+        loop.update((min_snr_weight(sched, t) * ((eps - noise) ** 2).mean((1, 2, 3))).mean())
+    loop.save()
+    step, ema_loss = loop.step, loop.loss
+    cn.save_pretrained(args.work / name)
+    log(f"done at step {step}, loss {ema_loss or float('nan'):.4f}")
     return {"steps": step, "loss": ema_loss}
 
 
 # ---------------------------------------------------------------- export
-def export(log, out: Path = OUT):
+def export(log, work: Path = WORK, out: Path = OUT):
     """Write every trained component found in .mini-train/ as fp16 safetensors into ``out``."""
     import shutil
 
@@ -397,14 +401,14 @@ def export(log, out: Path = OUT):
     from transformers import CLIPTextModel
 
     out.mkdir(parents=True, exist_ok=True)
-    if (WORK / "tokenizer").is_dir():
+    if (work / "tokenizer").is_dir():
         shutil.rmtree(out / "tokenizer", ignore_errors=True)
-        shutil.copytree(WORK / "tokenizer", out / "tokenizer")
+        shutil.copytree(work / "tokenizer", out / "tokenizer")
     parts = [("vae", AutoencoderKL), ("unet", UNet2DConditionModel), ("text_encoder", CLIPTextModel),
              ("controlnet-edges", ControlNetModel), ("controlnet-depth", ControlNetModel)]
     for name, cls in parts:
-        if (WORK / name).is_dir():
-            m = cls.from_pretrained(WORK / name).half()
+        if (work / name).is_dir():
+            m = cls.from_pretrained(work / name).half()
             shutil.rmtree(out / name, ignore_errors=True)
             m.save_pretrained(out / name, safe_serialization=True)
     scheduler().save_pretrained(out / "scheduler")
@@ -441,6 +445,8 @@ def main(argv=None):
     ap.add_argument("--depth-minutes", type=float, default=None)
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--no-export", action="store_true")
+    ap.add_argument("--work", type=Path, default=WORK, help="checkpoints, logs and trained parts (default .mini-train/)")
+    ap.add_argument("--out", type=Path, default=OUT, help="where the components are exported")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     defaults = {"vae": 14, "text-unet": 28, "controlnet-edges": 11, "controlnet-depth": 3}
@@ -450,7 +456,7 @@ def main(argv=None):
     for st in stages:
         if st == "export":
             continue
-        log = Log(st)
+        log = Log(args.work, st)
         a = copy.copy(args)
         a.minutes = args.minutes if args.minutes is not None else defaults[st]
         a.depth_minutes = args.depth_minutes if args.depth_minutes is not None else a.minutes
@@ -463,13 +469,13 @@ def main(argv=None):
             results[st] = train_controlnet(a, log, st.split("-")[1])
         results[st]["wall_min"] = round((time.time() - t) / 60, 2)
         log(json.dumps(results[st]))
-    hist = WORK / "results.json"
+    hist = args.work / "results.json"
     old = json.loads(hist.read_text()) if hist.is_file() else {}
     old.update(results)
-    WORK.mkdir(exist_ok=True)
+    args.work.mkdir(parents=True, exist_ok=True)
     hist.write_text(json.dumps(old, indent=2))
     if not args.no_export:
-        export(Log("export"))
+        export(Log(args.work, "export"), args.work, args.out)
 
 
 if __name__ == "__main__":
