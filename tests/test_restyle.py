@@ -164,6 +164,16 @@ def test_long_video_windows_cover_every_frame_once(tiny):
     assert out.frames.std() > 5  # not a constant image
 
 
+def test_shared_noise_makes_identical_frames_identical(tiny, frames):
+    """Three copies of one frame: with one noise for all frames the outputs agree
+    exactly; with a noise per frame (the default) they differ."""
+    same = frames_video(np.repeat(frames[:1], 3, axis=0))
+    shared = tiny["pipe"].restyle(same, "red", consistency="none", shared_noise=True).frames
+    own = tiny["pipe"].restyle(same, "red", consistency="none").frames
+    assert np.array_equal(shared[0], shared[1]) and np.array_equal(shared[0], shared[2])
+    assert np.abs(own[0].astype(int) - own[1].astype(int)).mean() > 1
+
+
 def test_short_video_and_single_frame(tiny, frames):
     one = tiny["pipe"].restyle(frames_video(frames[:1]), "red", chunk=8)
     assert one.frames.shape == (1, 64, 64, 3)
@@ -207,7 +217,7 @@ def test_cli_restyle_writes_output_with_audio(tiny, tmp_path, capfd, monkeypatch
     monkeypatch.setenv("VIDEDIT_PROGRESS", "0")
     out = tmp_path / "r.mp4"
     rc = main(["restyle", os.path.join(SAMPLES, "shapes.mp4"), "--pipeline", tiny["recipe"], "--prompt", "red",
-               "--max-frames", "6", "-o", str(out), "--preview", str(tmp_path / "side.mp4")])
+               "--max-frames", "6", "--shared-noise", "-o", str(out), "--preview", str(tmp_path / "side.mp4")])
     _, err = capfd.readouterr()
     assert rc == 0, err
     info = probe(out)

@@ -177,6 +177,9 @@ def diffusion_options(f):
         click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same output."),
         click.option("--consistency", type=click.Choice(["none", "first", "sparse-causal", "full", "window"]),
                      help="Cross-frame attention (recipe default; sparse-causal for restyle)."),
+        click.option("--shared-noise/--independent-noise", default=None,
+                     help="One initial noise for every frame (less flicker; Text2Video-Zero) or one per frame "
+                          "(recipe default)."),
         click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
         click.option("--allow-pickle", is_flag=True, help="Allow pickled (.bin/.ckpt) weights: they can run code."),
