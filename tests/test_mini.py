@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "pipelines" / "videdit-mini"
 
 # Bars measured on the shipped weights (see pipelines/videdit-mini/README.md), with margin.
-EDGE_F1_MIN = 0.35  # measured 0.52 on samples/shapes.mp4 (4 frames)
+EDGE_F1_MIN = 0.2  # measured 0.29 on samples/shapes.mp4 (4 frames)
+CHANCE_MARGIN = 1.3  # measured 1.6x the F1 against the mirrored source
 COLOUR_FRAMES_MIN = 2  # of 3
 
 
@@ -100,13 +101,15 @@ def test_mini_restyle_is_not_trivial_and_follows_structure(pipe):
     assert out.shape == src.shape and out.dtype == np.uint8 and out.shape[1:3] == (128, 128)
     # not trivial: not constant, not the input returned unchanged
     assert out.std() > 10 and np.abs(out.astype(int) - src.astype(int)).mean() > 5
-    # follows the structure (measured 0.52 on the shipped weights)
+    # follows the structure: its edges match the source's, and clearly better than they
+    # match the same source mirrored (the same shapes and colours in other places)
     f1 = structure_fidelity(src, out)
-    assert f1 >= EDGE_F1_MIN, f1
+    chance = max(structure_fidelity(src[:, :, ::-1], out), structure_fidelity(src[:, ::-1], out))
+    assert f1 >= EDGE_F1_MIN and f1 >= CHANCE_MARGIN * chance, (f1, chance)
 
 
 @pytest.mark.xfail(reason="acceptance not met yet: the shipped videdit-mini follows a named colour on only "
-                          "14% of held-out scenes (see pipelines/videdit-mini/README.md)", strict=False)
+                          "24% of held-out scenes (see pipelines/videdit-mini/README.md)", strict=False)
 def test_mini_restyle_follows_colour(pipe):
     from videdit.io import Video
     from videdit.mini.eval import dominant_colour
@@ -121,7 +124,7 @@ def test_cross_frame_attention_reduces_flicker(pipe):
     """Issue 3: on a sample clip with a small model, warp error with sparse-causal < none.
 
     A random model has no appearance for frames to share, so this uses the trained
-    mini model; measured 0.0081 vs 0.0102 (ratio 0.80) on the shipped weights.
+    mini model; measured 0.0018 vs 0.0039 (ratio 0.48) on the shipped weights.
     """
     import cv2
 
