@@ -82,8 +82,6 @@ def test_mini_recipe_uses_the_ordinary_loader(pipe):
 
 
 def _clip(name, frames=4):
-    import cv2
-
     from videdit.io import read_video
 
     return read_video(str(ROOT / "samples" / f"{name}.mp4"), max_frames=frames).frames

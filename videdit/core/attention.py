@@ -24,6 +24,7 @@ the order both ``UNet2DConditionModel`` on stacked frames and
 
 from __future__ import annotations
 
+import functools
 from contextlib import contextmanager
 from dataclasses import dataclass
 
@@ -47,17 +48,18 @@ class FrameContext:
     frames: int = 1
 
 
-def _sources(mode: str, frames: int, window: int, device) -> list[tuple[slice, torch.Tensor, torch.Tensor | None]]:
+@functools.lru_cache(maxsize=64)  # called by every attn1 layer at every step: build once
+def _sources(mode: str, frames: int, window: int, device) -> tuple[tuple[slice, torch.Tensor, torch.Tensor | None], ...]:
     """Key/value source frames for every query frame, in groups of equal source count.
 
-    Returns ``[(frame_slice, index, keep)]``: ``index`` ``(len(slice), L) int64`` names
+    Returns a tuple ``((frame_slice, index, keep), ...)`` (cached: do not modify): ``index`` ``(len(slice), L) int64`` names
     the source frames of each query frame in the slice; ``keep`` ``(len(slice), L) bool``
     or None (False marks padding, only for ``window`` near the ends).
     """
     ar = torch.arange(frames, device=device)
     whole = slice(0, frames)
     if mode == "first":
-        return [(whole, torch.zeros(frames, 1, dtype=torch.long, device=device), None)]
+        return ((whole, torch.zeros(frames, 1, dtype=torch.long, device=device), None),)
     if mode == "sparse-causal":
         # Frames 0 and 1 would see [0, 0]: a duplicated key set leaves attention
         # unchanged (Tune-A-Video's indexing), so they attend to frame 0 once and
@@ -67,16 +69,16 @@ def _sources(mode: str, frames: int, window: int, device) -> list[tuple[slice, t
         if frames > 2:
             rest = ar[2:]
             groups.append((slice(2, frames), torch.stack([torch.zeros_like(rest), rest - 1], 1), None))
-        return groups
+        return tuple(groups)
     if mode == "full":
-        return [(whole, ar.expand(frames, frames).clone(), None)]
+        return ((whole, ar.expand(frames, frames).clone(), None),)
     if mode == "window":
         offs = torch.arange(-window, window + 1, device=device)
         idx = ar[:, None] + offs[None, :]
         keep = (idx >= 0) & (idx < frames) & (idx != 0)  # frame 0 comes first, once
         idx = torch.cat([torch.zeros(frames, 1, dtype=torch.long, device=device), idx.clamp(0, frames - 1)], 1)
         keep = torch.cat([torch.ones(frames, 1, dtype=torch.bool, device=device), keep], 1)
-        return [(whole, idx, keep)]
+        return ((whole, idx, keep),)
     raise ValueError(f"unknown consistency mode {mode!r}")
 
 

@@ -137,6 +137,7 @@ def main(argv=None):
     ap.add_argument("--strength", type=float, default=None)
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--shared-noise", action="store_true", default=None, help="one initial noise for every frame")
     ap.add_argument("--sheet", default=None, help="write a source/output contact sheet PNG of the first clip here")
     ap.add_argument("--scene-sheet", default=None, help="write a contact sheet of held-out scenes here")
     ap.add_argument("--json", default=None, help="also write the numbers as JSON here")
@@ -146,7 +147,8 @@ def main(argv=None):
     from ..api import load_pipeline
 
     torch.set_num_threads(args.threads)
-    opts = {k: getattr(args, k) for k in ("strength", "guidance", "steps") if getattr(args, k) is not None}
+    opts = {k: getattr(args, k) for k in ("strength", "guidance", "steps", "shared_noise")
+            if getattr(args, k) is not None}
     t0 = time.time()
     pipe = load_pipeline(args.pipeline, device="cpu")
     report: dict = {"pipeline": args.pipeline, "options": opts}
