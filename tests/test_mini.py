@@ -150,7 +150,8 @@ def test_training_stages_run_resume_and_export(tmp_path):
     work, out = tmp_path / "work", tmp_path / "out"
     tiny = ["--work", str(work), "--out", str(out), "--vae-steps", "2", "--vae-batch", "4", "--unet-steps", "2",
             "--cn-steps", "2", "--depth-steps", "1", "--pool", "2", "--palettes", "2", "--batch", "2",
-            "--save-every", "1", "--minutes", "5"]
+            "--save-every", "1", "--minutes", "5", "--t2v-pool", "2", "--t2v-steps", "2", "--t2v-batch", "2",
+            "--t2v-frames", "3"]
     threads = torch.get_num_threads()
     try:
         train.main(["--stage", "all", *tiny])
@@ -167,3 +168,11 @@ def test_training_stages_run_resume_and_export(tmp_path):
     assert isinstance(ControlNetModel.from_pretrained(out / "controlnet-edges"), ControlNetModel)
     pipe = load_pipeline(str(out), device="cpu")  # a plain diffusers directory
     assert pipe.components.unet.config.in_channels == train.LATENT_CH
+    # the t2v stage: inflated from the exported image model, exported beside it, VAE shared by a link
+    t2v = tmp_path / "out-t2v"
+    assert train.load_ckpt(work, "t2v")["step"] == 2
+    assert (t2v / "vae").is_symlink() and (t2v / "vae").resolve() == (out / "vae").resolve()
+    gen = load_pipeline(str(t2v), kind="text2video", device="cpu")
+    assert gen.components.is_3d
+    clip = gen.generate("a red circle moving left", frames=3, steps=1, size=(64, 64)).frames
+    assert clip.shape == (3, 64, 64, 3)

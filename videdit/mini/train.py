@@ -425,7 +425,7 @@ def export(log, work: Path = WORK, out: Path = OUT):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--stage", default="all", choices=["vae", "text-unet", "controlnet", "controlnet-edges",
-                                                       "controlnet-depth", "all", "export"])
+                                                       "controlnet-depth", "t2v", "all", "export"])
     ap.add_argument("--minutes", type=float, default=None, help="wall-time budget of this run, per stage")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
@@ -443,18 +443,30 @@ def main(argv=None):
     ap.add_argument("--cn-tmin", type=int, default=200, help="ControlNets train on timesteps [tmin, 1000)")
     ap.add_argument("--depth-steps", type=int, default=3000)
     ap.add_argument("--depth-minutes", type=float, default=None)
+    ap.add_argument("--t2v-steps", type=int, default=6000)
+    ap.add_argument("--t2v-lr", type=float, default=3e-4)
+    ap.add_argument("--t2v-batch", type=int, default=4, help="clips per t2v step")
+    ap.add_argument("--t2v-frames", type=int, default=8, help="frames per training clip")
+    ap.add_argument("--t2v-pool", type=int, default=2000, help="clips in the t2v pool")
+    ap.add_argument("--t2v-base", type=Path, default=None,
+                    help="the trained image model the t2v stage inflates (default: --out)")
+    ap.add_argument("--t2v-out", type=Path, default=None, help="where the t2v model is exported "
+                    "(default: beside --out, its name + '-t2v': pipelines/videdit-mini-t2v/)")
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--work", type=Path, default=WORK, help="checkpoints, logs and trained parts (default .mini-train/)")
     ap.add_argument("--out", type=Path, default=OUT, help="where the components are exported")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    defaults = {"vae": 14, "text-unet": 28, "controlnet-edges": 11, "controlnet-depth": 3}
-    stages = {"all": ["vae", "text-unet", "controlnet-edges", "controlnet-depth"],
+    args.t2v_base = args.t2v_base or args.out
+    defaults = {"vae": 14, "text-unet": 28, "controlnet-edges": 11, "controlnet-depth": 3, "t2v": 45}
+    stages = {"all": ["vae", "text-unet", "controlnet-edges", "controlnet-depth", "export", "t2v"],
               "controlnet": ["controlnet-edges", "controlnet-depth"]}.get(args.stage, [args.stage])
     results = {}
     for st in stages:
-        if st == "export":
+        if st == "export":  # the image model first: the t2v stage inflates the exported one
+            if not args.no_export:
+                export(Log(args.work, "export"), args.work, args.out)
             continue
         log = Log(args.work, st)
         a = copy.copy(args)
@@ -465,6 +477,10 @@ def main(argv=None):
             results[st] = train_vae(a, log)
         elif st == "text-unet":
             results[st] = train_text_unet(a, log)
+        elif st == "t2v":
+            from .train_t2v import train_t2v
+
+            results[st] = train_t2v(a, log)
         else:
             results[st] = train_controlnet(a, log, st.split("-")[1])
         results[st]["wall_min"] = round((time.time() - t) / 60, 2)
@@ -474,7 +490,14 @@ def main(argv=None):
     old.update(results)
     args.work.mkdir(parents=True, exist_ok=True)
     hist.write_text(json.dumps(old, indent=2))
-    if not args.no_export:
+    if args.no_export:
+        return
+    if "t2v" in stages:
+        from .train_t2v import OUT_T2V, export_t2v
+
+        out_t2v = args.t2v_out or (OUT_T2V if args.out == OUT else args.out.with_name(args.out.name + "-t2v"))
+        export_t2v(Log(args.work, "export"), args.work, out_t2v, args.out)
+    if stages != ["t2v"] and "export" not in stages:
         export(Log(args.work, "export"), args.work, args.out)
 
 

@@ -1,0 +1,208 @@
+"""Stage ``t2v`` of ``python -m videdit.mini.train``: videdit-mini-t2v, a small ModelScope-design UNet3D.
+
+The model is ModelScope's ``UNet3DConditionModel`` (Wang et al. 2023) shrunk to
+videdit-mini's sizes: the same blocks as the mini UNet (32, 64, 128 channels,
+attention at 8x8 and 4x4 latents), each followed by a temporal convolution and
+a temporal attention layer, plus the input temporal transformer.
+
+Initialisation, the inflation recipe of video LDMs (Blattmann et al. 2023,
+"Align your Latents"; AnimateDiff, Guo et al. 2023): every spatial weight is
+copied from the trained mini image UNet (the 2-D and 3-D blocks name their
+spatial layers alike), the temporal convolutions start as identities (diffusers
+zero-initialises their last layer) and we zero the output projection of every
+temporal transformer, so step 0 *is* the image model run per frame; training then
+only has to learn motion and the new words. The text encoder is the mini one with
+its vocabulary extended by :data:`~videdit.mini.motion.MOTION_WORDS` (rows of the
+words it already knew are copied) and is fine-tuned jointly. The VAE is the
+mini VAE, frozen and shared (the export links to it).
+
+Data: a pool of procedural clips (:mod:`videdit.mini.motion`) rendered once and
+encoded with the VAE; the epsilon objective with min-SNR weighting and 10 %
+caption dropout, as the image stage.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import motion
+from .train import OUT, ROOT, Steps, ema_update, load_ckpt, min_snr_weight, scheduler, to_tensor, tokenize
+
+OUT_T2V = ROOT / "pipelines" / "videdit-mini-t2v"
+MODELSCOPE = ROOT / "tests" / "hub_configs" / "ali-vilab--text-to-video-ms-1.7b"
+SHARED = ("vae", "scheduler")  # linked to videdit-mini's, not copied
+
+
+def unet3d_config(image_unet_config: dict) -> dict:
+    """ModelScope's UNet3D config with the mini image UNet's sizes (its 3-D block types)."""
+    cfg = {}
+    if (MODELSCOPE / "unet").is_dir():
+        from diffusers import UNet3DConditionModel
+
+        cfg = {k: v for k, v in dict(UNet3DConditionModel.load_config(MODELSCOPE / "unet")).items()
+               if not k.startswith("_")}
+    kind3d = {"DownBlock2D": "DownBlock3D", "CrossAttnDownBlock2D": "CrossAttnDownBlock3D",
+              "UpBlock2D": "UpBlock3D", "CrossAttnUpBlock2D": "CrossAttnUpBlock3D"}
+    c = image_unet_config
+    # UNet3D reads attention_head_dim as the size of a head (UNet2D, the same key, as the
+    # number of heads: diffusers issue 2011) and takes one value for all levels: 16 gives the
+    # image model's 4 heads at 64 channels, and 8 heads of 16 (for 4 of 32) at 128 channels.
+    heads = c["attention_head_dim"] if isinstance(c["attention_head_dim"], int) else c["attention_head_dim"][0]
+    cfg.update(block_out_channels=list(c["block_out_channels"]), layers_per_block=c["layers_per_block"],
+               down_block_types=[kind3d[k] for k in c["down_block_types"]],
+               up_block_types=[kind3d[k] for k in c["up_block_types"]],
+               cross_attention_dim=c["cross_attention_dim"], attention_head_dim=c["block_out_channels"][1] // heads,
+               norm_num_groups=c["norm_num_groups"], sample_size=c["sample_size"], in_channels=c["in_channels"],
+               out_channels=c["out_channels"])
+    return cfg
+
+
+def inflate(image_unet):
+    """A UNet3D whose spatial layers are ``image_unet``'s and whose temporal layers are identities."""
+    from diffusers import UNet3DConditionModel
+    from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
+
+    unet = UNet3DConditionModel(**unet3d_config(dict(image_unet.config)))
+    target = unet.state_dict()
+    # The 3-D blocks' spatial transformers project with Linear layers where the mini image
+    # UNet has 1x1 convolutions (use_linear_projection=False): the same matrices.
+    state = {k: v.reshape(target[k].shape) if k in target and v.dim() == 4 and target[k].dim() == 2 else v
+             for k, v in image_unet.state_dict().items()}
+    missing, unexpected = unet.load_state_dict(state, strict=False)
+    if unexpected:
+        raise RuntimeError(f"image UNet weights with no 3-D counterpart: {unexpected[:5]}")
+    with torch.no_grad():
+        for m in unet.modules():
+            if isinstance(m, TransformerTemporalModel):
+                m.proj_out.weight.zero_(), m.proj_out.bias.zero_()
+    return unet
+
+
+def extend_text(old_dir: Path, work: Path):
+    """Tokenizer with the motion words, and the mini text encoder with its embedding rows remapped."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from .tokenizer import build_tokenizer
+    from .train import text_config
+
+    old_tok = CLIPTokenizer.from_pretrained(str(old_dir / "tokenizer"))
+    old_te = CLIPTextModel.from_pretrained(old_dir / "text_encoder").float()
+    tok = build_tokenizer(work / "t2v-tokenizer", motion.T2V_WORDS)
+    vocab = json.loads((work / "t2v-tokenizer" / "vocab.json").read_text())
+    torch.manual_seed(0)
+    te = CLIPTextModel(text_config(max(vocab.values()) + 1, vocab["<|startoftext|>"], vocab["<|endoftext|>"]))
+    state = {k: v for k, v in old_te.state_dict().items() if "token_embedding" not in k}
+    te.load_state_dict(state, strict=False)
+    old_vocab, old_emb = old_tok.get_vocab(), old_te.get_input_embeddings().weight
+    emb = te.get_input_embeddings().weight
+    with torch.no_grad():
+        for token, i in vocab.items():
+            if token in old_vocab:
+                emb[i] = old_emb[old_vocab[token]]
+    return tok, te
+
+
+def make_clip_pool(args, log, vae) -> dict:
+    p = args.work / "t2v-pool.npz"
+    if p.is_file():
+        z = np.load(p, allow_pickle=False)
+        return {k: z[k] for k in z.files}
+    log(f"rendering clip pool: {args.t2v_pool} clips x {args.t2v_frames} frames")
+    lat, caps = [], []
+    with torch.no_grad():
+        for i in range(args.t2v_pool):
+            video, cap = motion.motion_sample(args.seed * 100_000 + 50_000 + i, args.t2v_frames)
+            z = vae.encode(to_tensor(video)).latent_dist.mode() * vae.config.scaling_factor
+            lat.append(z.half().numpy()), caps.append(cap)
+            if (i + 1) % 200 == 0:
+                log(f"pool {i + 1}/{args.t2v_pool}")
+    pool = {"latents": np.stack(lat), "captions": np.array(caps)}  # (N, F, C, h, w)
+    np.savez(p, **pool)
+    return pool
+
+
+def train_t2v(args, log):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+
+    base = args.t2v_base
+    vae = AutoencoderKL.from_pretrained(base / "vae").float().eval().requires_grad_(False)
+    pool = make_clip_pool(args, log, vae)
+    torch.manual_seed(args.seed + 5)
+    tok, te = extend_text(base, args.work)
+    unet = inflate(UNet2DConditionModel.from_pretrained(base / "unet").float())
+    ema_u, ema_t = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(te).requires_grad_(False)
+    params = list(unet.parameters()) + list(te.parameters())
+    opt = torch.optim.AdamW(params, lr=args.t2v_lr, weight_decay=1e-2)
+    sched = scheduler()
+    step, rng = 0, np.random.default_rng(args.seed + 5)
+    ck = load_ckpt(args.work, "t2v")
+    if ck:
+        unet.load_state_dict(ck["unet"]), te.load_state_dict(ck["te"]), opt.load_state_dict(ck["opt"])
+        ema_u.load_state_dict(ck["ema_u"]), ema_t.load_state_dict(ck["ema_t"])
+        step, rng = ck["step"], ck["rng"]
+        log(f"resumed at step {step}")
+    log(f"params unet3d {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M")
+    lat_all = torch.from_numpy(pool["latents"].astype(np.float32)).permute(0, 2, 1, 3, 4)  # (N, C, F, h, w)
+    ids_all = tokenize(tok, pool["captions"])
+    empty = tokenize(tok, [""])[0]
+    unet.train(), te.train()
+    loop = Steps(args, log, "t2v", opt, params, step,
+                 lambda: {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(),
+                          "ema_u": ema_u.state_dict(), "ema_t": ema_t.state_dict(), "rng": rng},
+                 args.minutes, log_every=25)
+    b = args.t2v_batch
+    while loop.running(args.t2v_steps):
+        loop.set_lr(args.t2v_steps, args.t2v_lr, warm=50)
+        idx = torch.from_numpy(rng.integers(0, len(lat_all), b))
+        x0 = lat_all[idx]
+        ids = ids_all[idx].clone()
+        ids[torch.from_numpy(rng.random(b) < 0.1)] = empty
+        g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, 1000, (b,), generator=g)
+        xt = sched.add_noise(x0, noise, t)
+        eps = unet(xt, t, encoder_hidden_states=te(ids)[0]).sample
+        loop.update((min_snr_weight(sched, t) * ((eps - noise) ** 2).mean((1, 2, 3, 4))).mean())
+        ema_update(ema_u, unet, loop.step - 1, decay=0.998), ema_update(ema_t, te, loop.step - 1, decay=0.998)
+    loop.save()
+    ema_u.save_pretrained(args.work / "t2v-unet")
+    ema_t.save_pretrained(args.work / "t2v-text_encoder")
+    log(f"done at step {loop.step}, loss {loop.loss or float('nan'):.4f}")
+    return {"steps": loop.step, "loss": loop.loss}
+
+
+def export_t2v(log, work: Path, out: Path = OUT_T2V, image_model: Path = OUT):
+    """Write ``pipelines/videdit-mini-t2v/``: own UNet3D, tokenizer and text encoder (fp16 safetensors);
+    VAE and scheduler are relative links to ``image_model``'s (shared, not copied)."""
+    import shutil
+
+    from diffusers import UNet3DConditionModel
+    from transformers import CLIPTextModel
+
+    out.mkdir(parents=True, exist_ok=True)
+    shutil.rmtree(out / "tokenizer", ignore_errors=True)
+    shutil.copytree(work / "t2v-tokenizer", out / "tokenizer")
+    for name, cls in (("unet", UNet3DConditionModel), ("text_encoder", CLIPTextModel)):
+        m = cls.from_pretrained(work / f"t2v-{name}").half()
+        shutil.rmtree(out / name, ignore_errors=True)
+        m.save_pretrained(out / name, safe_serialization=True)
+    for name in SHARED:
+        link = out / name
+        if link.is_symlink() or link.is_file():
+            link.unlink()
+        elif link.is_dir():
+            shutil.rmtree(link)
+        os.symlink(os.path.relpath(image_model / name, out), link)
+    index = {"_class_name": "TextToVideoSDPipeline", "_diffusers_version": "0.42.1",
+             "scheduler": ["diffusers", "DDIMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
+             "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet3DConditionModel"],
+             "vae": ["diffusers", "AutoencoderKL"]}
+    (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
+    size = sum(f.stat().st_size for f in out.rglob("*.safetensors") if not any(p.is_symlink() for p in f.parents))
+    log(f"exported to {out} ({size / 1e6:.1f} MB of own safetensors; vae, scheduler linked)")
