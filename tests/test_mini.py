@@ -176,3 +176,27 @@ def test_training_stages_run_resume_and_export(tmp_path):
     assert gen.components.is_3d
     clip = gen.generate("a red circle moving left", frames=3, steps=1, size=(64, 64)).frames
     assert clip.shape == (3, 64, 64, 3)
+
+
+def test_x0_weighting_is_the_x0_error_weighted_by_truncated_snr():
+    """``eps_loss(..., "x0")`` is what its docstring derives: the x0 reconstruction error
+    weighted by max(SNR, 1) (within the cap), computed here the long way."""
+    import torch
+
+    from videdit.mini.train import eps_loss, scheduler
+
+    sched = scheduler()
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(6, 8, 4, 4, generator=g), torch.randn(6, 8, 4, 4, generator=g)
+    eps_hat = noise + 0.1 * torch.randn(6, 8, 4, 4, generator=g)
+    t = torch.tensor([100, 300, 500, 600, 700, 800])  # 1/SNR stays under the cap of 50 here (26 at 800)
+    ac = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+    xt = ac.sqrt() * x0 + (1 - ac).sqrt() * noise
+    x0_hat = (xt - (1 - ac).sqrt() * eps_hat) / ac.sqrt()
+    snr = (ac / (1 - ac)).flatten()
+    want = (torch.clamp(snr, min=1.0) * ((x0_hat - x0) ** 2).flatten(1).mean(1)).mean()
+    assert torch.allclose(eps_loss(sched, t, eps_hat, noise, "x0"), want, rtol=1e-4)
+    # min-SNR weighs the same errors less at high noise: the x0 weighting is not a rescaling of it
+    ratio = eps_loss(sched, t[-1:], eps_hat[-1:], noise[-1:], "x0") / eps_loss(sched, t[:1], eps_hat[:1], noise[:1], "x0")
+    ratio_min = eps_loss(sched, t[-1:], eps_hat[-1:], noise[-1:]) / eps_loss(sched, t[:1], eps_hat[:1], noise[:1])
+    assert ratio > 5 * ratio_min

@@ -100,6 +100,9 @@ def test_judge_on_rendered_ground_truth():
         flicker = video.copy()
         flicker[7] = flicker[7, :1, :1]  # one frame of plain background: the object vanished
         assert not judge_clip(flicker, want)["present"]
+        jumpy = video.copy()
+        jumpy[1::2] = jumpy[1::2, ::-1, ::-1]  # every other frame mirrored: a different object each time
+        assert not judge_clip(jumpy, want)["present"]
     other = dict(wants[0], colour="green" if wants[0]["colour"] != "green" else "red")
     assert not judge_clip(_truth(wants[0]), other)["colour_ok"]
 

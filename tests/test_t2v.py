@@ -357,3 +357,24 @@ def test_full_size_modelscope_unet_one_step(full_unet, comps):
     print(f"full-size UNet3D step: {time.perf_counter() - start:.1f}s")
     assert eps.shape == x.shape and torch.isfinite(eps).all() and eps.abs().max() > 0
     assert ctx.frames == 2
+
+
+def test_mixed_noise_shares_the_asked_fraction():
+    """``noise_share``: unit variance per frame, correlation between frames = the share
+    (PYoCo's mixed prior); 0 leaves the independent per-frame noise unchanged."""
+    import numpy as np
+
+    from videdit.options import DiffusionOptions
+    from videdit.errors import UsageError
+
+    plain = frame_noise(3, range(4), (4, 32, 32))
+    assert torch.equal(frame_noise(3, range(4), (4, 32, 32), share=0.0), plain)
+    for share in (0.25, 0.5, 0.9):
+        mixed = frame_noise(3, range(4), (4, 32, 32), share=share).reshape(4, -1).numpy()
+        assert abs(mixed.std() - 1) < 0.03
+        corr = np.corrcoef(mixed)[np.triu_indices(4, 1)]
+        assert np.allclose(corr, share, atol=0.05), corr
+    # frame i's noise does not depend on which other frames are drawn (chunked runs agree)
+    assert torch.equal(frame_noise(3, [2], (4, 32, 32), share=0.5)[0], frame_noise(3, range(4), (4, 32, 32), share=0.5)[2])
+    with pytest.raises(UsageError, match="noise-share"):
+        DiffusionOptions(noise_share=1.5)

@@ -28,7 +28,7 @@ from .progress import progress
 __all__ = ["Pipeline", "load_pipeline", "restyle", "generate", "DEFAULT_RESTYLE", "DEFAULT_GENERATE"]
 
 DEFAULT_RESTYLE = "mini"  # the built-in model; works offline with no downloads
-DEFAULT_GENERATE = "modelscope-t2v"
+DEFAULT_GENERATE = "mini-t2v"  # the built-in text-to-video model; offline too
 log = logging.getLogger("videdit")
 _DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 _READ_KEYS = ("start", "end", "stride", "max_frames", "max_side")

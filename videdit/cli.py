@@ -171,7 +171,7 @@ def diffusion_options(f):
     opts = [
         click.option("--prompt", "-p", default="", help="What the video should look like."),
         click.option("--negative-prompt", help="What it should not look like."),
-        click.option("--pipeline", help="Recipe name (see `videdit pipelines`), a .toml recipe, or a diffusers dir. Default: the built-in videdit-mini for restyle, modelscope-t2v for generate."),
+        click.option("--pipeline", help="Recipe name (see `videdit pipelines`), a .toml recipe, or a diffusers dir. Default: the built-in videdit-mini for restyle, videdit-mini-t2v (mini-t2v) for generate."),
         click.option("--steps", type=int, help="Denoising steps (recipe default)."),
         click.option("--guidance", type=float, help="Classifier-free guidance scale (recipe default)."),
         click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same output."),
@@ -180,6 +180,9 @@ def diffusion_options(f):
         click.option("--shared-noise/--independent-noise", default=None,
                      help="One initial noise for every frame (less flicker; Text2Video-Zero) or one per frame "
                           "(recipe default)."),
+        click.option("--noise-share", type=float, default=None,
+                     help="Fraction (0-1) of the initial noise common to all frames, the rest per frame "
+                          "(PYoCo's mixed noise; recipe default)."),
         click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True),
         click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
         click.option("--allow-pickle", is_flag=True, help="Allow pickled (.bin/.ckpt) weights: they can run code."),

@@ -158,6 +158,7 @@ class DiffusionOptions:
     chunk: int | None = None
     overlap: int | None = None
     shared_noise: bool | None = None
+    noise_share: float | None = None
     decode_chunk_size: int | None = None
     frames: int | None = None
     size: tuple[int, int] | None = None
@@ -167,7 +168,8 @@ class DiffusionOptions:
     eta: float | None = None
 
     BUILTIN = {"strength": 0.8, "steps": 20, "guidance": 7.5, "consistency": "sparse-causal", "window": 2,
-               "structure_detail": 0, "chunk": 8, "overlap": 2, "shared_noise": False, "decode_chunk_size": 8,
+               "structure_detail": 0, "chunk": 8, "overlap": 2, "shared_noise": False, "noise_share": 0.0,
+               "decode_chunk_size": 8,
                "frames": 16, "fps": 8.0, "eta": 0.0}
 
     def __post_init__(self):
@@ -184,14 +186,15 @@ class DiffusionOptions:
             except ValueError:
                 raise UsageError(f"--structure-scale: '{self.structure_scale}' is not a number list") from None
         set_(self, "size", parse_size(self.size))
-        checks = [("strength", 0.0, 1.0, False), ("guidance", 0.0, 50.0, True), ("eta", 0.0, 1.0, True)]
+        checks = [("strength", 0.0, 1.0, False), ("guidance", 0.0, 50.0, True), ("eta", 0.0, 1.0, True),
+                  ("noise_share", 0.0, 1.0, True)]
         for name, lo, hi, lo_ok in checks:
             v = getattr(self, name)
             if v is None:
                 continue
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not (lo < v <= hi or (lo_ok and v == lo)):
                 rng = f"{'[' if lo_ok else '('}{lo}, {hi}]"
-                raise UsageError(f"--{name}: must be in {rng} (got {v})")
+                raise UsageError(f"--{name.replace('_', '-')}: must be in {rng} (got {v})")
         for name, lo, hi in [("steps", 1, 1000), ("window", 1, 64), ("structure_detail", 0, 7), ("chunk", 1, 256),
                              ("overlap", 0, 64), ("decode_chunk_size", 1, 256), ("frames", 1, 4096)]:
             v = getattr(self, name)

@@ -25,7 +25,7 @@ __all__ = ["ControlSpec", "IPAdapterSpec", "Recipe", "load_recipe", "list_recipe
 KINDS = ("restyle", "text2video")
 _DEFAULT_KEYS = {"steps", "guidance", "strength", "consistency", "window", "max_side", "size", "multiple",
                  "chunk", "overlap", "frames", "fps", "negative_prompt", "structure_detail", "decode_chunk_size",
-                 "shared_noise", "eta", "prompt"}
+                 "shared_noise", "noise_share", "eta", "prompt"}
 
 
 def recipe_dirs() -> list[Path]:

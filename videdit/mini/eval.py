@@ -113,6 +113,57 @@ def eval_clip(pipe, name: str, prompt: str, max_frames: int | None, **opts) -> d
     return res
 
 
+HELD_OUT_IP = 92_000_000
+
+
+def colour_histogram(image: np.ndarray, bins: int = 6) -> np.ndarray:
+    """``(H, W, 3) uint8`` -> its normalised RGB histogram, ``bins ** 3`` float32 summing to 1."""
+    h = cv2.calcHist([np.ascontiguousarray(image)], [0, 1, 2], None, [bins] * 3, [0, 256] * 3).ravel()
+    return h / max(1.0, h.sum())
+
+
+def palette_distance(a: np.ndarray, b: np.ndarray) -> float:
+    """Half the L1 distance between two images' colour histograms: 0 (same colours) .. 1 (disjoint)."""
+    return 0.5 * float(np.abs(colour_histogram(a) - colour_histogram(b)).sum())
+
+
+def reference_trials(n: int, seed: int = HELD_OUT_IP) -> list[tuple]:
+    """``n`` held-out ``(source, reference, other reference)`` images: three scenes, three palettes."""
+    out = []
+    for i in range(n):
+        rng = np.random.default_rng(seed + i)
+        imgs = []
+        for _ in range(3):
+            scene = data.random_scene(rng, 128)
+            imgs.append(data.render(scene, data.random_palette(rng, scene))[0])
+        out.append(tuple(imgs))
+    return out
+
+
+def eval_reference(pipe, n: int, **opts) -> dict:
+    """Gen-1-style content from an image: is the output's palette nearer the reference it was given
+    than another random reference? Also the same count for the output without any reference
+    (the rate the source's own colours give by chance)."""
+    import tempfile
+
+    from ..io import Video
+
+    hits = base = 0
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for i, (src, ref, other) in enumerate(reference_trials(n)):
+            path = str(Path(tmp) / f"ref{i}.png")
+            cv2.imwrite(path, cv2.cvtColor(ref, cv2.COLOR_RGB2BGR))
+            video = Video(src[None], 24.0)
+            out = pipe.restyle(video, "", ref_image=path, consistency="none", **opts).frames[0]
+            plain = pipe.restyle(video, "shapes", consistency="none", **opts).frames[0]
+            d = (palette_distance(out, ref), palette_distance(out, other))
+            hits += d[0] < d[1]
+            base += palette_distance(plain, ref) < palette_distance(plain, other)
+            rows.append({"to_reference": round(d[0], 3), "to_other": round(d[1], 3)})
+    return {"trials": n, "nearer_reference": hits / n, "without_reference": base / n, "rows": rows}
+
+
 def contact_sheet(src: np.ndarray, out: np.ndarray, path: Path, n: int = 6, scale: int = 2):
     idx = np.linspace(0, len(out) - 1, n).round().astype(int)
     pad = 4
@@ -140,6 +191,11 @@ def main(argv=None):
     ap.add_argument("--shared-noise", action="store_true", default=None, help="one initial noise for every frame")
     ap.add_argument("--sheet", default=None, help="write a source/output contact sheet PNG of the first clip here")
     ap.add_argument("--scene-sheet", default=None, help="write a contact sheet of held-out scenes here")
+    ap.add_argument("--t2v", type=int, default=0, help="held-out direction captions for videdit-mini-t2v")
+    ap.add_argument("--t2v-pipeline", default="mini-t2v")
+    ap.add_argument("--t2v-sheet", default=None, help="write a contact sheet of generated clips here")
+    ap.add_argument("--ip", type=int, default=0, help="held-out reference-image trials for the IP-Adapter")
+    ap.add_argument("--ip-pipeline", default="mini-ipadapter")
     ap.add_argument("--json", default=None, help="also write the numbers as JSON here")
     args = ap.parse_args(argv)
     import torch
@@ -177,9 +233,36 @@ def main(argv=None):
               f"source floor {r['warp_source_floor']:.5f}; ratio sparse-causal/none {r['consistency_ratio']:.2f} "
               f"[target <= 0.5: {'MET' if r['consistency_ratio'] <= 0.5 else 'NOT MET'}]")
         report["clips"].append(r)
+    if args.t2v:
+        report["t2v"] = _report_t2v(args)
+    if args.ip:
+        ip = eval_reference(load_pipeline(args.ip_pipeline, device="cpu"), args.ip, **opts)
+        print(f"reference image ({args.ip_pipeline}, {ip['trials']} held-out trials, seeds {HELD_OUT_IP}..):")
+        print(f"  output palette nearer its reference than another: {ip['nearer_reference']:.0%} "
+              f"[target >= 85%: {'MET' if ip['nearer_reference'] >= 0.85 else 'NOT MET'}]; "
+              f"without a reference: {ip['without_reference']:.0%}")
+        report["ip"] = ip
     print(f"eval wall time {time.time() - t0:.0f} s")
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2, default=float))
+
+
+def _report_t2v(args) -> dict:
+    from ..api import load_pipeline
+    from .eval_t2v import HELD_OUT_T2V, eval_t2v, t2v_sheet
+
+    t = time.time()
+    res = eval_t2v(load_pipeline(args.t2v_pipeline, kind="text2video", device="cpu"), args.t2v)
+    videos = res.pop("videos")
+    if args.t2v_sheet:
+        t2v_sheet(videos, res["rows"], args.t2v_sheet)
+    print(f"text-to-video ({args.t2v_pipeline}, {res['clips']} held-out captions x {res['frames']} frames, "
+          f"seeds {HELD_OUT_T2V}..; {time.time() - t:.0f} s):")
+    for key, name, goal in (("direction_ok", "object moves the named way", 0.8),
+                            ("colour_ok", "object has the named colour", 0.9),
+                            ("present", "object present in every frame", 0.9)):
+        print(f"  {name}: {res[key]:.0%} [target >= {goal:.0%}: {'MET' if res[key] >= goal else 'NOT MET'}]")
+    return res
 
 
 if __name__ == "__main__":

@@ -8,7 +8,10 @@ text2video recipe path) and measured without knowing what was asked:
 - the *object* in a frame is the largest connected region that differs from the
   frame's background colour (the median of its border pixels) by more than
   :data:`DIFF` in RGB;
-- **presence**: the object covers at least :data:`MIN_AREA` pixels in every frame;
+- **presence**: the object covers at least :data:`MIN_AREA` pixels in every frame, and
+  it is the same object throughout: between consecutive frames its area changes by
+  less than 2x and its centroid jumps less than :data:`MAX_JUMP` of the frame side
+  (a model that paints unrelated blobs frame by frame fails this);
 - **colour**: the dominant named hue over the object in all frames
   (:func:`videdit.mini.eval.dominant_colour`) is the named colour;
 - **motion**: the centroid's displacement from the first quarter of the frames
@@ -29,6 +32,7 @@ HELD_OUT_T2V = 91_000_000
 DIFF = 60.0        # RGB distance from the background colour that counts as object
 MIN_AREA = 60      # px at 128x128 (the smallest training shape covers ~300)
 MIN_TRAVEL = 4.0   # px of centroid travel along the named direction
+MAX_JUMP = 0.2     # of the frame side: the largest centroid step between frames of one object
 
 
 def held_out_captions(n: int, seed: int = HELD_OUT_T2V) -> list[dict]:
@@ -68,11 +72,16 @@ def judge_clip(frames: np.ndarray, want: dict) -> dict:
 
     masks = object_masks(frames)
     areas = masks.sum((1, 2))
-    present = bool((areas >= MIN_AREA).all())
+    ok = areas >= MIN_AREA
+    present = bool(ok.all())
+    if present:
+        cent = np.array([[np.mean(np.nonzero(m)[1]), np.mean(np.nonzero(m)[0])] for m in masks])
+        jumps = np.linalg.norm(np.diff(cent, axis=0), axis=1) / max(frames.shape[1:3])
+        ratios = areas[1:] / areas[:-1]
+        present = bool((jumps < MAX_JUMP).all() and (ratios < 2).all() and (ratios > 0.5).all())
     colours = [dominant_colour(f, m) for f, m in zip(frames, masks) if m.sum() >= MIN_AREA]
     named = [c for c in colours if c]
     colour = max(set(named), key=named.count) if named else None
-    ok = areas >= MIN_AREA
     travel = (0.0, 0.0)
     if ok.sum() >= 4:
         cent = np.array([[np.mean(np.nonzero(m)[1]), np.mean(np.nonzero(m)[0])] for m in masks[ok]])

@@ -232,10 +232,10 @@ def load_vae(work: Path):
 
 # ---------------------------------------------------------------- pool for stages 2-3
 def make_pool(args, log):
-    p = args.work / "pool.npz"
-    if p.is_file():
-        z = np.load(p, allow_pickle=False)
-        return {k: z[k] for k in z.files}
+    return cached_pool(args.work / "pool.npz", lambda: _render_pool(args, log))
+
+
+def _render_pool(args, log) -> dict:
     from ..structure import get_extractor
 
     log(f"rendering pool: {args.pool} scenes x {args.palettes} palettes")
@@ -252,10 +252,8 @@ def make_pool(args, log):
         for j in range(0, len(imgs), 64):
             lat.append(vae.encode(to_tensor(imgs[j:j + 64])).latent_dist.mode() * vae.config.scaling_factor)
     lat = torch.cat(lat).half().numpy()
-    pool = {"latents": lat, "edges": edges, "depth": np.stack(depths), "captions": np.array(caps)}
-    np.savez(p, **pool)
     log(f"pool: {len(imgs)} images encoded, latent std {lat.astype(np.float32).std():.3f}")
-    return pool
+    return {"latents": lat, "edges": edges, "depth": np.stack(depths), "captions": np.array(caps)}
 
 
 def tokenize(tok, captions):
@@ -275,10 +273,59 @@ def build_text(work: Path):
     return tok, te
 
 
-def min_snr_weight(sched, t, gamma=5.0):
+def cached_pool(path: Path, build) -> dict:
+    """The arrays saved at ``path`` (npz), or ``build()``'s, saved there first (pools render once)."""
+    if path.is_file():
+        z = np.load(path, allow_pickle=False)
+        return {k: z[k] for k in z.files}
+    pool = build()
+    np.savez(path, **pool)
+    return pool
+
+
+def joint_training(args, log, stage: str, unet, te, lr: float, seed: int):
+    """UNet + text encoder trained together: EMA copies, AdamW, and resume from ``<work>/<stage>.pt``.
+
+    Returns ``(ema_u, ema_t, params, opt, step, rng, state)``; ``state()`` is the checkpoint body."""
+    ema_u, ema_t = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(te).requires_grad_(False)
+    params = list(unet.parameters()) + list(te.parameters())
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    step, rng = 0, np.random.default_rng(seed)
+    ck = load_ckpt(args.work, stage)
+    if ck:
+        unet.load_state_dict(ck["unet"]), te.load_state_dict(ck["te"]), opt.load_state_dict(ck["opt"])
+        ema_u.load_state_dict(ck["ema_u"]), ema_t.load_state_dict(ck["ema_t"])
+        step, rng = ck["step"], ck["rng"]
+        log(f"resumed at step {step}")
+
+    def state():
+        return {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(),
+                "ema_u": ema_u.state_dict(), "ema_t": ema_t.state_dict(), "rng": rng}
+
+    return ema_u, ema_t, params, opt, step, rng, state
+
+
+WEIGHTINGS = ("min-snr", "x0")
+
+
+def eps_loss(sched, t: torch.Tensor, eps: torch.Tensor, noise: torch.Tensor, weighting: str = "min-snr"):
+    """Weighted epsilon MSE over a batch (any shape with batch first).
+
+    ``min-snr``: weight min(SNR, 5) / SNR (Hang et al. 2023, "Efficient Diffusion Training
+    via Min-SNR Weighting"). ``x0``: weight max(1, 1/SNR), capped at 50: since the eps error
+    is sqrt(SNR) times the x0 error, this weighs the *x0* error by max(SNR, 1) (truncated
+    SNR, Salimans & Ho 2022), so high-noise steps -- where layout, motion and colour are
+    decided and eps-MSE barely sees them -- count as much as the rest.
+    """
     ac = sched.alphas_cumprod[t]
     snr = ac / (1 - ac)
-    return torch.clamp(snr, max=gamma) / snr
+    if weighting == "min-snr":
+        w = torch.clamp(snr, max=5.0) / snr
+    elif weighting == "x0":
+        w = torch.clamp(1.0 / snr, min=1.0, max=50.0)
+    else:
+        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
+    return (w * ((eps - noise) ** 2).flatten(1).mean(1)).mean()
 
 
 def train_text_unet(args, log):
@@ -288,27 +335,16 @@ def train_text_unet(args, log):
     torch.manual_seed(args.seed + 1)
     tok, te = build_text(args.work)
     unet = UNet2DConditionModel(**unet_config())
-    ema_u, ema_t = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(te).requires_grad_(False)
-    params = list(unet.parameters()) + list(te.parameters())
-    opt = torch.optim.AdamW(params, lr=args.unet_lr, weight_decay=1e-2)
+    ema_u, ema_t, params, opt, step, rng, state = joint_training(args, log, "text-unet", unet, te, args.unet_lr,
+                                                                 args.seed + 1)
     sched = scheduler()
-    step, rng = 0, np.random.default_rng(args.seed + 1)
-    ck = load_ckpt(args.work, "text-unet")
-    if ck:
-        unet.load_state_dict(ck["unet"]), te.load_state_dict(ck["te"]), opt.load_state_dict(ck["opt"])
-        ema_u.load_state_dict(ck["ema_u"]), ema_t.load_state_dict(ck["ema_t"])
-        step, rng = ck["step"], ck["rng"]
-        log(f"resumed at step {step}")
     log(f"params unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, "
         f"text {sum(p.numel() for p in te.parameters()) / 1e6:.2f} M")
     lat_all = torch.from_numpy(pool["latents"].astype(np.float32))
     ids_all = tokenize(tok, pool["captions"])
     empty = tokenize(tok, [""])[0]
     unet.train(), te.train()
-    loop = Steps(args, log, "text-unet", opt, params, step,
-                 lambda: {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(),
-                          "ema_u": ema_u.state_dict(), "ema_t": ema_t.state_dict(), "rng": rng},
-                 args.minutes, log_every=50)
+    loop = Steps(args, log, "text-unet", opt, params, step, state, args.minutes, log_every=50)
     while loop.running(args.unet_steps):
         loop.set_lr(args.unet_steps, args.unet_lr)
         idx = torch.from_numpy(rng.integers(0, len(lat_all), args.batch))
@@ -324,7 +360,7 @@ def train_text_unet(args, log):
         xt = sched.add_noise(x0, noise, t)
         cond = te(ids)[0]
         eps = unet(xt, t, encoder_hidden_states=cond).sample
-        loop.update((min_snr_weight(sched, t) * ((eps - noise) ** 2).mean((1, 2, 3))).mean())
+        loop.update(eps_loss(sched, t, eps, noise))
         ema_update(ema_u, unet, loop.step - 1), ema_update(ema_t, te, loop.step - 1)
     loop.save()
     step, ema_loss = loop.step, loop.loss
@@ -384,7 +420,7 @@ def train_controlnet(args, log, kind: str):
         down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=c, return_dict=False)
         eps = unet(xt, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
                    mid_block_additional_residual=mid).sample
-        loop.update((min_snr_weight(sched, t) * ((eps - noise) ** 2).mean((1, 2, 3))).mean())
+        loop.update(eps_loss(sched, t, eps, noise))
     loop.save()
     step, ema_loss = loop.step, loop.loss
     cn.save_pretrained(args.work / name)
@@ -425,7 +461,7 @@ def export(log, work: Path = WORK, out: Path = OUT):
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--stage", default="all", choices=["vae", "text-unet", "controlnet", "controlnet-edges",
-                                                       "controlnet-depth", "t2v", "all", "export"])
+                                                       "controlnet-depth", "t2v", "ip-adapter", "all", "export"])
     ap.add_argument("--minutes", type=float, default=None, help="wall-time budget of this run, per stage")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
@@ -448,10 +484,18 @@ def main(argv=None):
     ap.add_argument("--t2v-batch", type=int, default=4, help="clips per t2v step")
     ap.add_argument("--t2v-frames", type=int, default=8, help="frames per training clip")
     ap.add_argument("--t2v-pool", type=int, default=2000, help="clips in the t2v pool")
+    ap.add_argument("--t2v-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the t2v stage")
+    ap.add_argument("--ip-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the ip-adapter stage")
+    ap.add_argument("--t2v-noise-share", type=float, default=0.5,
+                    help="fraction of a clip's noise variance common to its frames (PYoCo's mixed noise)")
     ap.add_argument("--t2v-base", type=Path, default=None,
-                    help="the trained image model the t2v stage inflates (default: --out)")
+                    help="the trained image model the t2v stage inflates and the ip-adapter stage "
+                    "adapts (default: --out)")
     ap.add_argument("--t2v-out", type=Path, default=None, help="where the t2v model is exported "
                     "(default: beside --out, its name + '-t2v': pipelines/videdit-mini-t2v/)")
+    ap.add_argument("--ip-steps", type=int, default=6000)
+    ap.add_argument("--ip-lr", type=float, default=5e-4)
+    ap.add_argument("--ip-pool", type=int, default=4000, help="(target, reference) pairs in the IP-Adapter pool")
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--work", type=Path, default=WORK, help="checkpoints, logs and trained parts (default .mini-train/)")
@@ -459,8 +503,11 @@ def main(argv=None):
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     args.t2v_base = args.t2v_base or args.out
-    defaults = {"vae": 14, "text-unet": 28, "controlnet-edges": 11, "controlnet-depth": 3, "t2v": 45}
-    stages = {"all": ["vae", "text-unet", "controlnet-edges", "controlnet-depth", "export", "t2v"],
+    args.ip_base = args.t2v_base
+    defaults = {"vae": 14, "text-unet": 28, "controlnet-edges": 11, "controlnet-depth": 3, "t2v": 45,
+                "ip-adapter": 30}
+    stages = {"all": ["vae", "text-unet", "controlnet-edges", "controlnet-depth", "export", "t2v",
+                      "ip-adapter"],
               "controlnet": ["controlnet-edges", "controlnet-depth"]}.get(args.stage, [args.stage])
     results = {}
     for st in stages:
@@ -481,6 +528,10 @@ def main(argv=None):
             from .train_t2v import train_t2v
 
             results[st] = train_t2v(a, log)
+        elif st == "ip-adapter":
+            from .train_ip import train_ip_adapter
+
+            results[st] = train_ip_adapter(a, log)
         else:
             results[st] = train_controlnet(a, log, st.split("-")[1])
         results[st]["wall_min"] = round((time.time() - t) / 60, 2)
@@ -497,7 +548,11 @@ def main(argv=None):
 
         out_t2v = args.t2v_out or (OUT_T2V if args.out == OUT else args.out.with_name(args.out.name + "-t2v"))
         export_t2v(Log(args.work, "export"), args.work, out_t2v, args.out)
-    if stages != ["t2v"] and "export" not in stages:
+    if "ip-adapter" in stages:
+        from .train_ip import export_ip
+
+        export_ip(Log(args.work, "export"), args.work, args.out)
+    if not set(stages) & {"t2v", "ip-adapter", "export"}:
         export(Log(args.work, "export"), args.work, args.out)
 
 

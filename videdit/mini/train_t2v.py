@@ -18,13 +18,15 @@ mini VAE, frozen and shared (the export links to it).
 
 Data: a pool of procedural clips (:mod:`videdit.mini.motion`) rendered once and
 encoded with the VAE; the epsilon objective with min-SNR weighting and 10 %
-caption dropout, as the image stage.
+caption dropout, as the image stage, with PYoCo's mixed noise (a ``--t2v-noise-share``
+fraction of each clip's noise variance common to all its frames; the recipe samples
+with the same ``noise_share``).
 """
 
 from __future__ import annotations
 
-import copy
 import json
+import math
 import os
 from pathlib import Path
 
@@ -32,7 +34,8 @@ import numpy as np
 import torch
 
 from . import motion
-from .train import OUT, ROOT, Steps, ema_update, load_ckpt, min_snr_weight, scheduler, to_tensor, tokenize
+from .train import (OUT, ROOT, Steps, cached_pool, ema_update, eps_loss, joint_training, scheduler, to_tensor,
+                    tokenize)
 
 OUT_T2V = ROOT / "pipelines" / "videdit-mini-t2v"
 MODELSCOPE = ROOT / "tests" / "hub_configs" / "ali-vilab--text-to-video-ms-1.7b"
@@ -109,10 +112,10 @@ def extend_text(old_dir: Path, work: Path):
 
 
 def make_clip_pool(args, log, vae) -> dict:
-    p = args.work / "t2v-pool.npz"
-    if p.is_file():
-        z = np.load(p, allow_pickle=False)
-        return {k: z[k] for k in z.files}
+    return cached_pool(args.work / "t2v-pool.npz", lambda: _render_clips(args, log, vae))
+
+
+def _render_clips(args, log, vae) -> dict:
     log(f"rendering clip pool: {args.t2v_pool} clips x {args.t2v_frames} frames")
     lat, caps = [], []
     with torch.no_grad():
@@ -122,9 +125,7 @@ def make_clip_pool(args, log, vae) -> dict:
             lat.append(z.half().numpy()), caps.append(cap)
             if (i + 1) % 200 == 0:
                 log(f"pool {i + 1}/{args.t2v_pool}")
-    pool = {"latents": np.stack(lat), "captions": np.array(caps)}  # (N, F, C, h, w)
-    np.savez(p, **pool)
-    return pool
+    return {"latents": np.stack(lat), "captions": np.array(caps)}  # (N, F, C, h, w)
 
 
 def train_t2v(args, log):
@@ -136,26 +137,15 @@ def train_t2v(args, log):
     torch.manual_seed(args.seed + 5)
     tok, te = extend_text(base, args.work)
     unet = inflate(UNet2DConditionModel.from_pretrained(base / "unet").float())
-    ema_u, ema_t = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(te).requires_grad_(False)
-    params = list(unet.parameters()) + list(te.parameters())
-    opt = torch.optim.AdamW(params, lr=args.t2v_lr, weight_decay=1e-2)
+    ema_u, ema_t, params, opt, step, rng, state = joint_training(args, log, "t2v", unet, te, args.t2v_lr,
+                                                                 args.seed + 5)
     sched = scheduler()
-    step, rng = 0, np.random.default_rng(args.seed + 5)
-    ck = load_ckpt(args.work, "t2v")
-    if ck:
-        unet.load_state_dict(ck["unet"]), te.load_state_dict(ck["te"]), opt.load_state_dict(ck["opt"])
-        ema_u.load_state_dict(ck["ema_u"]), ema_t.load_state_dict(ck["ema_t"])
-        step, rng = ck["step"], ck["rng"]
-        log(f"resumed at step {step}")
     log(f"params unet3d {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M")
     lat_all = torch.from_numpy(pool["latents"].astype(np.float32)).permute(0, 2, 1, 3, 4)  # (N, C, F, h, w)
     ids_all = tokenize(tok, pool["captions"])
     empty = tokenize(tok, [""])[0]
     unet.train(), te.train()
-    loop = Steps(args, log, "t2v", opt, params, step,
-                 lambda: {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(),
-                          "ema_u": ema_u.state_dict(), "ema_t": ema_t.state_dict(), "rng": rng},
-                 args.minutes, log_every=25)
+    loop = Steps(args, log, "t2v", opt, params, step, state, args.minutes, log_every=25)
     b = args.t2v_batch
     while loop.running(args.t2v_steps):
         loop.set_lr(args.t2v_steps, args.t2v_lr, warm=50)
@@ -164,11 +154,15 @@ def train_t2v(args, log):
         ids = ids_all[idx].clone()
         ids[torch.from_numpy(rng.random(b) < 0.1)] = empty
         g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-        noise = torch.randn(x0.shape, generator=g)
+        # PYoCo's mixed noise prior (Ge et al. 2023): part of every clip's noise is common to its
+        # frames, the same share the recipe samples with (noise_share), so frames start correlated.
+        share = args.t2v_noise_share
+        noise = (math.sqrt(share) * torch.randn((b, x0.shape[1], 1, *x0.shape[3:]), generator=g)
+                 + math.sqrt(1 - share) * torch.randn(x0.shape, generator=g))
         t = torch.randint(0, 1000, (b,), generator=g)
         xt = sched.add_noise(x0, noise, t)
         eps = unet(xt, t, encoder_hidden_states=te(ids)[0]).sample
-        loop.update((min_snr_weight(sched, t) * ((eps - noise) ** 2).mean((1, 2, 3, 4))).mean())
+        loop.update(eps_loss(sched, t, eps, noise, args.t2v_weighting))
         ema_update(ema_u, unet, loop.step - 1, decay=0.998), ema_update(ema_t, te, loop.step - 1, decay=0.998)
     loop.save()
     ema_u.save_pretrained(args.work / "t2v-unet")

@@ -1,0 +1,221 @@
+"""Stage ``ip-adapter`` of ``python -m videdit.mini.train``: content from a reference image for videdit-mini.
+
+IP-Adapter (Ye et al. 2023, "IP-Adapter: Text Compatible Image Prompt Adapter"):
+an image encoder's embedding is projected to 4 extra context tokens, which every
+cross-attention layer of the frozen UNet attends to through its own new key/value
+projections (decoupled cross-attention), added to the text attention. Here:
+
+- the image encoder is a ``CLIPVisionModelWithProjection`` with h94/IP-Adapter's
+  ViT-H config shrunk (64 px input, 8 px patches, width 64, 2 layers), trained from
+  scratch together with the adapter; the projection is diffusers' ``ImageProjection``;
+- the new ``to_k_ip`` / ``to_v_ip`` start as copies of each layer's text ``to_k`` /
+  ``to_v``, as the paper initialises them;
+- data: a scene under a palette is the target, and the *reference* is a different
+  scene under the same palette, so the only thing the reference can tell the model
+  is the palette (Gen-1's "content from an image" at this model's scale). Captions
+  are dropped half of the time so the image alone must carry the palette.
+
+The result is written in h94/IP-Adapter's layout (``ip-adapter/ip-adapter_mini.safetensors``
+with ``image_proj.*`` / ``ip_adapter.<id>.to_{k,v}_ip.weight`` keys, and
+``ip-adapter/image_encoder/``), which diffusers' ``load_ip_adapter`` reads: the
+``mini-ipadapter`` recipe loads it through the same path as ``sd15-depth-ipadapter``.
+"""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data
+from .train import OUT, ROOT, Steps, cached_pool, eps_loss, load_ckpt, scheduler, to_tensor, tokenize
+
+H94 = ROOT / "tests" / "hub_configs" / "h94--IP-Adapter" / "models" / "image_encoder"
+SUBFOLDER, WEIGHT_NAME = "ip-adapter", "ip-adapter_mini.safetensors"
+REF_SIZE = 64
+
+
+def image_encoder_config():
+    """h94/IP-Adapter's ViT-H/14 image-encoder config, shrunk to the mini model's scale."""
+    from transformers import CLIPVisionConfig
+
+    cfg = CLIPVisionConfig.from_pretrained(H94) if H94.is_dir() else CLIPVisionConfig()
+    for key, value in dict(hidden_size=64, intermediate_size=256, num_hidden_layers=2, num_attention_heads=4,
+                           image_size=REF_SIZE, patch_size=8, projection_dim=64).items():
+        setattr(cfg, key, value)
+    return cfg
+
+
+def processor():
+    """The image preprocessing diffusers' ``load_ip_adapter`` pairs with an encoder of this size."""
+    from transformers import CLIPImageProcessor
+
+    return CLIPImageProcessor(size=REF_SIZE, crop_size=REF_SIZE)
+
+
+def same_palette(rng, palette: data.Palette, scene: data.Scene) -> data.Palette:
+    """``palette``'s colours assigned to another scene's shapes (cycled)."""
+    n = len(palette.shapes)
+    order = rng.permutation(len(scene.shapes))
+    shapes = [palette.shapes[k % n] for k in order]
+    words = [palette.shape_words[k % n] for k in order]
+    return data.Palette(palette.bg, shapes, palette.style, words, palette.bg_word)
+
+
+def pair(seed: int, size: int = 128):
+    """``(target image, reference image, caption)``: two scenes under one palette."""
+    rng = np.random.default_rng(seed)
+    a, b = data.random_scene(rng, size), data.random_scene(rng, size)
+    pal = data.random_palette(rng, a)
+    target = data.render(a, pal)[0]
+    ref = data.render(b, same_palette(rng, pal, b))[0]
+    return target, ref, data.caption(rng, a, pal)
+
+
+def initial_adapter(unet, cfg) -> dict:
+    """An h94-format state dict: random ``image_proj``, ``to_{k,v}_ip`` copied from each ``attn2``."""
+    from diffusers.models.embeddings import ImageProjection
+
+    proj = ImageProjection(image_embed_dim=cfg.projection_dim, cross_attention_dim=unet.config.cross_attention_dim,
+                           num_image_text_embeds=4)
+    sd = {"image_proj": {k.replace("image_embeds", "proj"): v for k, v in proj.state_dict().items()},
+          "ip_adapter": {}}
+    key_id = 1
+    modules = dict(unet.named_modules())
+    for name in unet.attn_processors:
+        if name.endswith("attn2.processor"):
+            attn = modules[name[:-len(".processor")]]
+            sd["ip_adapter"][f"{key_id}.to_k_ip.weight"] = attn.to_k.weight.detach().clone()
+            sd["ip_adapter"][f"{key_id}.to_v_ip.weight"] = attn.to_v.weight.detach().clone()
+            key_id += 2
+    return sd
+
+
+def adapter_state(unet) -> dict:
+    """The UNet's loaded adapter back in h94's flat key layout (the inverse of diffusers' loader)."""
+    proj = unet.encoder_hid_proj.image_projection_layers[0]
+    out = {f"image_proj.{k.replace('image_embeds', 'proj')}": v for k, v in proj.state_dict().items()}
+    key_id = 1
+    for name, proc in unet.attn_processors.items():
+        if name.endswith("attn2.processor"):
+            out[f"ip_adapter.{key_id}.to_k_ip.weight"] = proc.to_k_ip[0].weight
+            out[f"ip_adapter.{key_id}.to_v_ip.weight"] = proc.to_v_ip[0].weight
+            key_id += 2
+    return {k: v.detach().contiguous() for k, v in out.items()}
+
+
+def make_pair_pool(args, log, vae) -> dict:
+    return cached_pool(args.work / "ip-pool.npz", lambda: _render_pairs(args, log, vae))
+
+
+def _render_pairs(args, log, vae) -> dict:
+    log(f"rendering reference pool: {args.ip_pool} pairs")
+    proc = processor()
+    lat, refs, caps = [], [], []
+    with torch.no_grad():
+        for j in range(0, args.ip_pool, 64):
+            items = [pair(args.seed * 100_000 + 70_000 + i) for i in range(j, min(args.ip_pool, j + 64))]
+            targets = np.stack([t for t, _, _ in items])
+            lat.append((vae.encode(to_tensor(targets)).latent_dist.mode() * vae.config.scaling_factor).half().numpy())
+            refs.append(proc(list(np.stack([r for _, r, _ in items])), return_tensors="np").pixel_values.astype(np.float16))
+            caps += [c for _, _, c in items]
+    return {"latents": np.concatenate(lat), "refs": np.concatenate(refs), "captions": np.array(caps)}
+
+
+def train_ip_adapter(args, log):
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+
+    base = args.ip_base
+    vae = AutoencoderKL.from_pretrained(base / "vae").float().eval().requires_grad_(False)
+    pool = make_pair_pool(args, log, vae)
+    unet = UNet2DConditionModel.from_pretrained(base / "unet").float().eval().requires_grad_(False)
+    te = CLIPTextModel.from_pretrained(base / "text_encoder").float().eval().requires_grad_(False)
+    tok = CLIPTokenizer.from_pretrained(str(base / "tokenizer"))
+    torch.manual_seed(args.seed + 6)
+    cfg = image_encoder_config()
+    enc = CLIPVisionModelWithProjection(cfg).float()  # h94's config says float16
+    unet._load_ip_adapter_weights([initial_adapter(unet, cfg)])
+    unet.to(torch.float32)
+    adapter = [p for n, p in unet.named_parameters() if "encoder_hid_proj" in n or "_ip." in n]
+    for p in adapter:
+        p.requires_grad_(True)
+    params = list(enc.parameters()) + adapter
+    ema = copy.deepcopy(params)
+    opt = torch.optim.AdamW(params, lr=args.ip_lr, weight_decay=1e-2)
+    sched = scheduler()
+    step, rng = 0, np.random.default_rng(args.seed + 6)
+    ck = load_ckpt(args.work, "ip-adapter")
+    if ck:
+        for p, v in zip(params, ck["params"]):
+            p.data.copy_(v)
+        for e, v in zip(ema, ck["ema"]):
+            e.data.copy_(v)
+        opt.load_state_dict(ck["opt"])
+        step, rng = ck["step"], ck["rng"]
+        log(f"resumed at step {step}")
+    log(f"params image encoder {sum(p.numel() for p in enc.parameters()) / 1e6:.2f} M, "
+        f"adapter {sum(p.numel() for p in adapter) / 1e6:.2f} M")
+    lat_all = torch.from_numpy(pool["latents"].astype(np.float32))
+    refs_all = torch.from_numpy(pool["refs"].astype(np.float32))
+    with torch.no_grad():
+        caps = list(pool["captions"])
+        emb_all = torch.cat([te(tokenize(tok, caps[i:i + 256]))[0] for i in range(0, len(caps), 256)])
+        emb_empty = te(tokenize(tok, [""]))[0]
+    enc.train()
+    loop = Steps(args, log, "ip-adapter", opt, params, step,
+                 lambda: {"params": [p.detach() for p in params], "ema": [e.detach() for e in ema],
+                          "opt": opt.state_dict(), "rng": rng}, args.minutes)
+    while loop.running(args.ip_steps):
+        loop.set_lr(args.ip_steps, args.ip_lr, warm=50)
+        idx = torch.from_numpy(rng.integers(0, len(lat_all), args.batch))
+        x0, emb = lat_all[idx], emb_all[idx].clone()
+        emb[torch.from_numpy(rng.random(args.batch) < 0.5)] = emb_empty
+        image = enc(refs_all[idx]).image_embeds
+        # the adapter's own "no image" is a zero embedding (what the engine feeds without --ref-image)
+        image = image * torch.from_numpy(rng.random(args.batch) >= 0.05).float()[:, None]
+        g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+        noise = torch.randn(x0.shape, generator=g)
+        t = torch.randint(0, 1000, (args.batch,), generator=g)
+        eps = unet(sched.add_noise(x0, noise, t), t, encoder_hidden_states=emb,
+                   added_cond_kwargs={"image_embeds": [image[:, None]]}).sample
+        loop.update(eps_loss(sched, t, eps, noise, args.ip_weighting))
+        with torch.no_grad():
+            d = min(0.998, loop.step / (10 + loop.step))
+            for e, p in zip(ema, params):
+                e.mul_(d).add_(p.detach(), alpha=1 - d)
+    loop.save()
+    with torch.no_grad():
+        for p, e in zip(params, ema):
+            p.copy_(e)
+    save_adapter(unet, enc, args.work / "ip-adapter")
+    log(f"done at step {loop.step}, loss {loop.loss or float('nan'):.4f}")
+    return {"steps": loop.step, "loss": loop.loss}
+
+
+def save_adapter(unet, enc, out: Path, half: bool = False) -> None:
+    """``out/ip-adapter_mini.safetensors`` + ``out/image_encoder/`` (h94/IP-Adapter's ``models/`` layout)."""
+    from safetensors.torch import save_file
+
+    out.mkdir(parents=True, exist_ok=True)
+    state = adapter_state(unet)
+    save_file({k: v.half() if half else v for k, v in state.items()}, str(out / WEIGHT_NAME))
+    (enc.half() if half else enc).save_pretrained(out / "image_encoder", safe_serialization=True)
+
+
+def export_ip(log, work: Path, out: Path = OUT) -> None:
+    """Copy the trained adapter into ``out/ip-adapter/`` as fp16 safetensors."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+    from transformers import CLIPVisionModelWithProjection
+
+    src, dst = work / "ip-adapter", out / SUBFOLDER
+    shutil.rmtree(dst, ignore_errors=True)
+    dst.mkdir(parents=True)
+    save_file({k: v.half() for k, v in load_file(str(src / WEIGHT_NAME)).items()}, str(dst / WEIGHT_NAME))
+    CLIPVisionModelWithProjection.from_pretrained(src / "image_encoder").half().save_pretrained(
+        dst / "image_encoder", safe_serialization=True)
+    log(f"exported IP-Adapter to {dst}")
