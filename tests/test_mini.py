@@ -151,7 +151,7 @@ def test_training_stages_run_resume_and_export(tmp_path):
     tiny = ["--work", str(work), "--out", str(out), "--vae-steps", "2", "--vae-batch", "4", "--unet-steps", "2",
             "--cn-steps", "2", "--depth-steps", "1", "--pool", "2", "--palettes", "2", "--batch", "2",
             "--save-every", "1", "--minutes", "5", "--t2v-pool", "2", "--t2v-steps", "2", "--t2v-batch", "2",
-            "--t2v-frames", "3"]
+            "--t2v-frames", "3", "--ip-pool", "3", "--ip-steps", "2"]
     threads = torch.get_num_threads()
     try:
         train.main(["--stage", "all", *tiny])
@@ -176,6 +176,11 @@ def test_training_stages_run_resume_and_export(tmp_path):
     assert gen.components.is_3d
     clip = gen.generate("a red circle moving left", frames=3, steps=1, size=(64, 64)).frames
     assert clip.shape == (3, 64, 64, 3)
+    # the ip-adapter stage: h94's layout inside the image model's directory
+    from videdit.mini.train_ip import SUBFOLDER, WEIGHT_NAME
+
+    assert train.load_ckpt(work, "ip-adapter")["step"] == 2
+    assert (out / SUBFOLDER / WEIGHT_NAME).is_file() and (out / SUBFOLDER / "image_encoder").is_dir()
 
 
 def test_x0_weighting_is_the_x0_error_weighted_by_truncated_snr():

@@ -12,7 +12,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 IMAGE = ROOT / "pipelines" / "videdit-mini"
@@ -107,7 +106,15 @@ def test_judge_on_rendered_ground_truth():
     assert not judge_clip(_truth(wants[0]), other)["colour_ok"]
 
 
-@pytest.mark.skipif(not (T2V / "unet").is_dir(), reason="videdit-mini-t2v not exported")
+def test_shipped_mini_models_are_safetensors_and_small():
+    """Both shipped models (the t2v one links the image model's VAE and scheduler) <= 60 MB."""
+    files = {f.resolve() for d in (IMAGE, T2V) for f in d.rglob("*") if f.is_file()}
+    weights = [f for f in files if f.suffix in (".safetensors", ".bin", ".pt", ".ckpt", ".pth")]
+    assert weights and all(f.suffix == ".safetensors" for f in weights)
+    assert sum(f.stat().st_size for f in weights) <= 60e6
+    assert (T2V / "vae").is_symlink() and (T2V / "vae").resolve() == (IMAGE / "vae").resolve()
+
+
 def test_shipped_t2v_loads_through_the_recipe_and_makes_a_moving_object():
     import torch
 

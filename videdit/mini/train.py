@@ -360,7 +360,7 @@ def train_text_unet(args, log):
         xt = sched.add_noise(x0, noise, t)
         cond = te(ids)[0]
         eps = unet(xt, t, encoder_hidden_states=cond).sample
-        loop.update(eps_loss(sched, t, eps, noise))
+        loop.update(eps_loss(sched, t, eps, noise, args.unet_weighting))
         ema_update(ema_u, unet, loop.step - 1), ema_update(ema_t, te, loop.step - 1)
     loop.save()
     step, ema_loss = loop.step, loop.loss
@@ -484,6 +484,8 @@ def main(argv=None):
     ap.add_argument("--t2v-batch", type=int, default=4, help="clips per t2v step")
     ap.add_argument("--t2v-frames", type=int, default=8, help="frames per training clip")
     ap.add_argument("--t2v-pool", type=int, default=2000, help="clips in the t2v pool")
+    ap.add_argument("--unet-weighting", choices=WEIGHTINGS, default="min-snr",
+                    help="loss weighting of the text-unet stage")
     ap.add_argument("--t2v-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the t2v stage")
     ap.add_argument("--ip-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the ip-adapter stage")
     ap.add_argument("--t2v-noise-share", type=float, default=0.5,
