@@ -115,18 +115,23 @@ def test_shipped_mini_models_are_safetensors_and_small():
     assert (T2V / "vae").is_symlink() and (T2V / "vae").resolve() == (IMAGE / "vae").resolve()
 
 
-def test_shipped_t2v_loads_through_the_recipe_and_makes_a_moving_object():
+def test_shipped_t2v_loads_through_the_recipe_and_makes_one_clip_not_unrelated_frames():
+    """The shipped model through the ordinary recipe path: an object in every frame, and the
+    frames of one clip agree with each other more than with another seed's clip of the same
+    prompt (measured 0.37-0.63 of it on 8 frames; unrelated frames would be near 1)."""
     import torch
 
     from videdit.api import DEFAULT_GENERATE, load_pipeline
-    from videdit.mini.eval_t2v import held_out_captions, judge_clip
+    from videdit.mini.eval_t2v import MIN_AREA, held_out_captions, object_masks
 
     assert DEFAULT_GENERATE == "mini-t2v"
     torch.set_num_threads(1)
     pipe = load_pipeline("mini-t2v", kind="text2video", device="cpu")
     assert pipe.components.is_3d and pipe.components.recipe.base == str(T2V.resolve())
-    want = held_out_captions(1)[0]
-    video = pipe.generate(want["prompt"], frames=8, steps=10, seed=want["seed"]).frames
-    assert video.shape == (8, 128, 128, 3)
-    assert video.std() > 10  # not a constant picture
-    assert judge_clip(video, want)["present"]
+    for want in held_out_captions(2):
+        a = pipe.generate(want["prompt"], frames=8, steps=10, seed=1).frames
+        b = pipe.generate(want["prompt"], frames=8, steps=10, seed=2).frames
+        assert a.shape == (8, 128, 128, 3) and a.std() > 10
+        assert (object_masks(a).sum((1, 2)) >= MIN_AREA).all()
+        a, b = a.astype(np.float32), b.astype(np.float32)
+        assert np.abs(np.diff(a, axis=0)).mean() < 0.8 * np.abs(a - b).mean()
