@@ -8,7 +8,6 @@ traceback. Heavy libraries are imported by the subcommands that need them, so
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import sys

@@ -169,8 +169,7 @@ class DiffusionOptions:
 
     BUILTIN = {"strength": 0.8, "steps": 20, "guidance": 7.5, "consistency": "sparse-causal", "window": 2,
                "structure_detail": 0, "chunk": 8, "overlap": 2, "shared_noise": False, "noise_share": 0.0,
-               "decode_chunk_size": 8,
-               "frames": 16, "fps": 8.0, "eta": 0.0}
+               "decode_chunk_size": 8, "frames": 16, "fps": 8.0, "eta": 0.0}
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -210,6 +209,11 @@ class DiffusionOptions:
             raise UsageError(f"--fps: must be in (0, 240] (got {self.fps})")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise UsageError(f"--seed: must be a whole number >= 0 (got {self.seed!r})")
+
+    @property
+    def initial_noise_share(self) -> float:
+        """Fraction of the initial noise common to all frames: 1 with ``shared_noise``, else ``noise_share``."""
+        return 1.0 if self.shared_noise else float(self.noise_share or 0.0)
 
     def resolved(self, defaults: dict | None = None) -> "DiffusionOptions":
         """A copy with every ``None`` field taken from ``defaults`` (a recipe's), then built-ins."""

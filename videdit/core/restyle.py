@@ -23,7 +23,7 @@ import torch
 from ..errors import InputError, UsageError
 from ..options import DiffusionOptions
 from .attention import FrameContext, cross_frame_attention
-from .chunks import OverlapBlender, Window, windows
+from .chunks import OverlapBlender, windows
 from .components import Components
 from .conditioning import (PromptEmbeds, control_tensor, encode_prompt, frames_to_tensor, tensor_to_frames,
                            vae_decode, vae_encode)
@@ -171,8 +171,8 @@ def denoise_window(comps: Components, prep: Prepared, frames: np.ndarray, indice
 
     conds = [control_tensor(coarsen(ex(frames), opts.structure_detail), dev, dtype) for ex, *_ in prep.controls]
     h, w = frames.shape[1] // comps.vae_factor, frames.shape[2] // comps.vae_factor
-    noise = frame_noise(opts.seed, indices, (comps.unet.config.in_channels, h, w), shared=opts.shared_noise,
-                        share=opts.noise_share, dtype=dtype, device=dev)
+    noise = frame_noise(opts.seed, indices, (comps.unet.config.in_channels, h, w), share=opts.initial_noise_share,
+                        dtype=dtype, device=dev)
     full = opts.strength >= 1.0
     if clean is None and not full:
         clean = vae_encode(comps.vae, frames_to_tensor(frames, dev, dtype), chunk=opts.decode_chunk_size)

@@ -12,9 +12,8 @@ scheduler's scale (unit-variance noise at ``t = T`` times ``init_noise_sigma``).
 
 from __future__ import annotations
 
-import math
-
 import inspect
+import math
 from typing import Callable, Sequence
 
 import torch
@@ -30,25 +29,27 @@ def fresh_scheduler(scheduler):
     return type(scheduler).from_config(scheduler.config)
 
 
-def frame_noise(seed: int, frames: Sequence[int], shape: tuple[int, int, int], *, shared: bool = False,
-                share: float = 0.0, dtype=torch.float32, device="cpu") -> torch.Tensor:
+def frame_noise(seed: int, frames: Sequence[int], shape: tuple[int, int, int], *, share: float = 0.0,
+                dtype=torch.float32, device="cpu") -> torch.Tensor:
     """Gaussian noise ``(len(frames), C, h, w)`` that depends only on ``seed`` and the frame number.
 
     Frame ``i`` gets the same noise whatever chunk it is processed in, so chunked
     long videos and overlaps are consistent, and a seed gives bit-identical output
-    on the same machine. ``shared=True`` gives every frame frame 0's noise (shared
-    initial noise, as in Text2Video-Zero). ``share`` in [0, 1] is the fraction of the
-    variance common to all frames otherwise: ``sqrt(share) * common + sqrt(1 - share) *
-    own`` (the mixed noise prior of PYoCo, Ge et al. 2023, "Preserve Your Own
-    Correlation"; unit variance whatever ``share``).
+    on the same machine. ``share`` in [0, 1] is the fraction of the variance common
+    to all frames: ``sqrt(share) * common + sqrt(1 - share) * own`` (the mixed noise
+    prior of PYoCo, Ge et al. 2023, "Preserve Your Own Correlation"; unit variance
+    whatever ``share``); 1 gives every frame the same noise (Text2Video-Zero).
     """
     def draw(stream: int) -> torch.Tensor:
         g = torch.Generator("cpu").manual_seed(int(seed) * 1_000_003 + stream)
         return torch.randn(shape, generator=g, dtype=torch.float32)
 
-    out = torch.stack([draw(0 if shared else int(i)) for i in frames])
-    if share > 0 and not shared:
-        out = math.sqrt(share) * draw(1_000_002) + math.sqrt(1.0 - share) * out
+    if share >= 1.0:
+        out = draw(1_000_002).expand(len(frames), *shape)
+    else:
+        out = torch.stack([draw(int(i)) for i in frames])
+        if share > 0:
+            out = math.sqrt(share) * draw(1_000_002) + math.sqrt(1.0 - share) * out
     return out.to(device=device, dtype=dtype)
 
 

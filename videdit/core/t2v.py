@@ -164,8 +164,8 @@ def generate_latents(comps: Components, opts: DiffusionOptions, ctx: FrameContex
     else:
         n, (h, w) = opts.frames, _latent_size(comps, opts)
     if noise is None:
-        noise = frame_noise(opts.seed, range(n), (channels, h, w), shared=opts.shared_noise,
-                            share=opts.noise_share, dtype=dtype, device=dev)
+        noise = frame_noise(opts.seed, range(n), (channels, h, w), share=opts.initial_noise_share,
+                            dtype=dtype, device=dev)
     elif tuple(noise.shape) != (n, channels, h, w):
         raise ValueError(f"noise must be {(n, channels, h, w)}, got {tuple(noise.shape)}")
     noise = noise.to(dev, dtype)

@@ -194,6 +194,8 @@ def main(argv=None):
     ap.add_argument("--t2v", type=int, default=0, help="held-out direction captions for videdit-mini-t2v")
     ap.add_argument("--t2v-pipeline", default="mini-t2v")
     ap.add_argument("--t2v-sheet", default=None, help="write a contact sheet of generated clips here")
+    ap.add_argument("--t2v-frames", type=int, default=16, help="frames per generated clip")
+    ap.add_argument("--noise-share", type=float, default=None, help="initial noise common to all frames (0-1)")
     ap.add_argument("--ip", type=int, default=0, help="held-out reference-image trials for the IP-Adapter")
     ap.add_argument("--ip-pipeline", default="mini-ipadapter")
     ap.add_argument("--json", default=None, help="also write the numbers as JSON here")
@@ -203,7 +205,7 @@ def main(argv=None):
     from ..api import load_pipeline
 
     torch.set_num_threads(args.threads)
-    opts = {k: getattr(args, k) for k in ("strength", "guidance", "steps", "shared_noise")
+    opts = {k: getattr(args, k) for k in ("strength", "guidance", "steps", "shared_noise", "noise_share")
             if getattr(args, k) is not None}
     t0 = time.time()
     pipe = load_pipeline(args.pipeline, device="cpu")
@@ -234,7 +236,7 @@ def main(argv=None):
               f"[target <= 0.5: {'MET' if r['consistency_ratio'] <= 0.5 else 'NOT MET'}]")
         report["clips"].append(r)
     if args.t2v:
-        report["t2v"] = _report_t2v(args)
+        report["t2v"] = _report_t2v(args, {k: v for k, v in opts.items() if k != "strength"})
     if args.ip:
         ip = eval_reference(load_pipeline(args.ip_pipeline, device="cpu"), args.ip, **opts)
         print(f"reference image ({args.ip_pipeline}, {ip['trials']} held-out trials, seeds {HELD_OUT_IP}..):")
@@ -247,12 +249,13 @@ def main(argv=None):
         Path(args.json).write_text(json.dumps(report, indent=2, default=float))
 
 
-def _report_t2v(args) -> dict:
+def _report_t2v(args, opts: dict) -> dict:
     from ..api import load_pipeline
     from .eval_t2v import HELD_OUT_T2V, eval_t2v, t2v_sheet
 
     t = time.time()
-    res = eval_t2v(load_pipeline(args.t2v_pipeline, kind="text2video", device="cpu"), args.t2v)
+    res = eval_t2v(load_pipeline(args.t2v_pipeline, kind="text2video", device="cpu"), args.t2v,
+                   frames=args.t2v_frames, **opts)
     videos = res.pop("videos")
     if args.t2v_sheet:
         t2v_sheet(videos, res["rows"], args.t2v_sheet)

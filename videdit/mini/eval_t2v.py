@@ -73,19 +73,17 @@ def judge_clip(frames: np.ndarray, want: dict) -> dict:
     masks = object_masks(frames)
     areas = masks.sum((1, 2))
     ok = areas >= MIN_AREA
+    cent = np.array([[np.mean(np.nonzero(m)[1]), np.mean(np.nonzero(m)[0])] for m in masks[ok]]).reshape(-1, 2)
     present = bool(ok.all())
     if present:
-        cent = np.array([[np.mean(np.nonzero(m)[1]), np.mean(np.nonzero(m)[0])] for m in masks])
         jumps = np.linalg.norm(np.diff(cent, axis=0), axis=1) / max(frames.shape[1:3])
         ratios = areas[1:] / areas[:-1]
         present = bool((jumps < MAX_JUMP).all() and (ratios < 2).all() and (ratios > 0.5).all())
-    colours = [dominant_colour(f, m) for f, m in zip(frames, masks) if m.sum() >= MIN_AREA]
-    named = [c for c in colours if c]
+    named = [c for c in (dominant_colour(f, m) for f, m in zip(frames[ok], masks[ok])) if c]
     colour = max(set(named), key=named.count) if named else None
     travel = (0.0, 0.0)
-    if ok.sum() >= 4:
-        cent = np.array([[np.mean(np.nonzero(m)[1]), np.mean(np.nonzero(m)[0])] for m in masks[ok]])
-        q = max(1, len(cent) // 4)
+    if len(cent) >= 4:
+        q = len(cent) // 4
         travel = tuple(float(v) for v in cent[-q:].mean(0) - cent[:q].mean(0))
     ux, uy = motion.DIRECTIONS[want["direction"]]
     along = travel[0] * ux + travel[1] * uy

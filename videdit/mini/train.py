@@ -157,10 +157,12 @@ class Steps:
         save_ckpt(self.args.work, self.stage, {**self.state(), "step": self.step, "loss": self.loss})
 
 
-def ema_update(ema, model, step, decay=0.999):
+def ema_update(ema, params, step, decay=0.999):
+    """``ema`` <- exponential moving average of ``params`` (modules or parameter lists), warm-up decay."""
     d = min(decay, (1 + step) / (10 + step))
+    ema, params = (x.parameters() if isinstance(x, torch.nn.Module) else x for x in (ema, params))
     with torch.no_grad():
-        for e, p in zip(ema.parameters(), model.parameters()):
+        for e, p in zip(ema, params):
             e.mul_(d).add_(p.detach(), alpha=1 - d)
 
 
@@ -490,7 +492,7 @@ def main(argv=None):
     ap.add_argument("--ip-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the ip-adapter stage")
     ap.add_argument("--t2v-noise-share", type=float, default=0.5,
                     help="fraction of a clip's noise variance common to its frames (PYoCo's mixed noise)")
-    ap.add_argument("--t2v-base", type=Path, default=None,
+    ap.add_argument("--base", type=Path, default=None,
                     help="the trained image model the t2v stage inflates and the ip-adapter stage "
                     "adapts (default: --out)")
     ap.add_argument("--t2v-out", type=Path, default=None, help="where the t2v model is exported "
@@ -504,8 +506,7 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=OUT, help="where the components are exported")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    args.t2v_base = args.t2v_base or args.out
-    args.ip_base = args.t2v_base
+    args.base = args.base or args.out
     defaults = {"vae": 14, "text-unet": 28, "controlnet-edges": 11, "controlnet-depth": 3, "t2v": 45,
                 "ip-adapter": 30}
     stages = {"all": ["vae", "text-unet", "controlnet-edges", "controlnet-depth", "export", "t2v",

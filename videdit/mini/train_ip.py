@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from . import data
-from .train import OUT, ROOT, Steps, cached_pool, eps_loss, load_ckpt, scheduler, to_tensor, tokenize
+from .train import OUT, ROOT, Steps, cached_pool, ema_update, eps_loss, load_ckpt, scheduler, to_tensor, tokenize
 
 H94 = ROOT / "tests" / "hub_configs" / "h94--IP-Adapter" / "models" / "image_encoder"
 SUBFOLDER, WEIGHT_NAME = "ip-adapter", "ip-adapter_mini.safetensors"
@@ -128,7 +128,7 @@ def train_ip_adapter(args, log):
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
-    base = args.ip_base
+    base = args.base
     vae = AutoencoderKL.from_pretrained(base / "vae").float().eval().requires_grad_(False)
     pool = make_pair_pool(args, log, vae)
     unet = UNet2DConditionModel.from_pretrained(base / "unet").float().eval().requires_grad_(False)
@@ -182,10 +182,7 @@ def train_ip_adapter(args, log):
         eps = unet(sched.add_noise(x0, noise, t), t, encoder_hidden_states=emb,
                    added_cond_kwargs={"image_embeds": [image[:, None]]}).sample
         loop.update(eps_loss(sched, t, eps, noise, args.ip_weighting))
-        with torch.no_grad():
-            d = min(0.998, loop.step / (10 + loop.step))
-            for e, p in zip(ema, params):
-                e.mul_(d).add_(p.detach(), alpha=1 - d)
+        ema_update(ema, params, loop.step - 1, decay=0.998)
     loop.save()
     with torch.no_grad():
         for p, e in zip(params, ema):

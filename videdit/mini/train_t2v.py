@@ -131,7 +131,7 @@ def _render_clips(args, log, vae) -> dict:
 def train_t2v(args, log):
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
-    base = args.t2v_base
+    base = args.base
     vae = AutoencoderKL.from_pretrained(base / "vae").float().eval().requires_grad_(False)
     pool = make_clip_pool(args, log, vae)
     torch.manual_seed(args.seed + 5)
