@@ -233,7 +233,7 @@ def caption(rng: np.random.Generator, scene: Scene, palette: Palette) -> str:
                 f"{style} shapes on a {bgw} background"][rng.integers(4)]
     bg = palette.bg_word
     kinds = [s["kind"] + "s" for s in scene.shapes]
-    kind = max(set(kinds), key=kinds.count)
+    kind = max(sorted(set(kinds)), key=kinds.count)  # sorted: ties must not depend on str hashing
     pre = f"{style} " if style else ""
     options = [f"{pre}{cols} shapes on a {bg} background",
                f"{pre}{cols} shapes on a {bgw} {bg} background",

@@ -80,7 +80,7 @@ def judge_clip(frames: np.ndarray, want: dict) -> dict:
         ratios = areas[1:] / areas[:-1]
         present = bool((jumps < MAX_JUMP).all() and (ratios < 2).all() and (ratios > 0.5).all())
     named = [c for c in (dominant_colour(f, m) for f, m in zip(frames[ok], masks[ok])) if c]
-    colour = max(set(named), key=named.count) if named else None
+    colour = max(sorted(set(named)), key=named.count) if named else None
     travel = (0.0, 0.0)
     if len(cent) >= 4:
         q = len(cent) // 4
