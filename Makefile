@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: install test demo bench samples clean bench-watermark train-mini eval-mini
+.PHONY: install test demo bench samples clean bench-watermark train-mini train-mini-gpu eval-mini
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench-watermark: install
 # videdit-mini: retrain the built-in model from scratch (CPU, about an hour; resumable, see pipelines/videdit-mini/README.md)
 train-mini: install
 	$(BIN)/python -m videdit.mini.train --stage all --seed 0
+
+# videdit-mini: fine-tune every stage on one CUDA GPU in a fixed budget (what the shipped weights got on an H100)
+train-mini-gpu: install
+	$(BIN)/python -m videdit.mini.gpu --minutes 8.6 --pack out/gpu
 
 # videdit-mini acceptance numbers on held-out seeds (prompt adherence, edge F1, temporal consistency)
 eval-mini: install

@@ -138,6 +138,76 @@ def test_cross_frame_attention_reduces_flicker(pipe):
 
 
 @pytest.mark.slow
+def test_pool_cache_is_keyed_by_its_options(tmp_path):
+    """A cached training pool is reused for the same options and rebuilt for others
+    (a pool of 8-frame clips must not silently feed a 16-frame run)."""
+    from videdit.mini.train import cached_pool
+
+    calls = []
+
+    def build(n):
+        calls.append(n)
+        return {"x": np.arange(n)}
+
+    path = tmp_path / "pool.npz"
+    assert len(cached_pool(path, lambda: build(3), {"frames": 8})["x"]) == 3
+    assert len(cached_pool(path, lambda: build(5), {"frames": 8})["x"]) == 3  # reused
+    assert len(cached_pool(path, lambda: build(5), {"frames": 16})["x"]) == 5  # rebuilt
+    assert calls == [3, 5] and not list(tmp_path.glob("*.tmp*"))
+
+
+def test_pool_rendering_in_worker_processes_matches_one_process():
+    """Workers render the same pool, in order; also after this process has run OpenCV's and torch's
+    thread pools (forked workers deadlocked in that state)."""
+    import torch
+
+    from videdit.mini.train import _render_scene, process_map
+
+    import signal
+
+    def hung(*_):
+        raise TimeoutError("pool workers hung")
+
+    items = [(1000 + i, 2) for i in range(6)]
+    _render_scene(items[0]), torch.ones(256, 256) @ torch.ones(256, 256)
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        with process_map(1) as one, process_map(2) as two:
+            a, b = list(one(_render_scene, items)), list(two(_render_scene, items, chunksize=2))
+    finally:
+        signal.alarm(0), signal.signal(signal.SIGALRM, old)
+    assert len(a) == len(b) == 6
+    for x, y in zip(a, b):
+        assert x[2] == y[2] and all(np.array_equal(u, v) for u, v in zip(x[:2] + x[3:], y[:2] + y[3:]))
+    assert not np.array_equal(a[0][0], a[1][0])  # different seeds, different scenes
+
+
+def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path):
+    """``python -m videdit.mini.gpu`` (here on the CPU, toy sizes): pools and smoke run, every stage
+    fine-tunes the shipped weights to the shared deadline, and the packed parts load."""
+    import tarfile
+
+    from diffusers import ControlNetModel, UNet3DConditionModel
+
+    from videdit.mini import gpu
+
+    pack = tmp_path / "pack"
+    rc = gpu.main(["--device", "cpu", "--minutes", "1.3", "--reserve", "15", "--work", str(tmp_path / "w"),
+                   "--pack", str(pack), "--pool", "6", "--t2v-pool", "3", "--ip-pool", "6", "--batch", "2",
+                   "--t2v-batch", "1", "--workers", "2"])
+    assert rc == 0
+    assert {p.name for p in pack.iterdir()} == {"mini.tar", "mini-t2v.tar", "mini-ip.tar", "logs.tar"}
+    for name in ("mini.tar", "mini-t2v.tar"):
+        assert pack.joinpath(name).stat().st_size < 16 * 2**20  # what one file back from a GPU machine may be
+        tarfile.open(pack / name).extractall(tmp_path / name, filter="data")
+    assert isinstance(ControlNetModel.from_pretrained(tmp_path / "mini.tar" / "controlnet-edges"), ControlNetModel)
+    assert isinstance(UNet3DConditionModel.from_pretrained(tmp_path / "mini-t2v.tar" / "unet"), UNet3DConditionModel)
+    logs = {n: (tmp_path / "w" / f"{n}.log").read_text() for n in ("text-unet", "t2v", "controlnet-edges")}
+    for stage, text in logs.items():
+        assert "initialised from" in text and "done at step" in text, stage
+
+
 def test_training_stages_run_resume_and_export(tmp_path):
     """``python -m videdit.mini.train`` on a toy budget: every stage trains, checkpoints,
     resumes where it stopped, and the export loads through the ordinary loader."""

@@ -106,6 +106,47 @@ def test_judge_on_rendered_ground_truth():
     assert not judge_clip(_truth(wants[0]), other)["colour_ok"]
 
 
+def test_mirrored_and_reversed_clips_move_as_their_captions_say():
+    """The t2v augmentation: a clip mirrored left-right and/or played backwards is judged (from its
+    pixels alone) to move the way its rewritten caption says; other words stay as they were."""
+    from videdit.mini import motion
+    from videdit.mini.eval_t2v import held_out_captions, judge_clip
+
+    for want in held_out_captions(8):
+        video = _truth(want)
+        for hflip in (False, True):
+            for reverse in (False, True):
+                clip = video[:, :, ::-1] if hflip else video
+                clip = clip[::-1] if reverse else clip
+                caption = motion.mirrored_caption(want["prompt"], hflip=hflip, reverse=reverse)
+                said = [d for d in motion.DIRECTIONS if f"moving {d} " in caption]
+                assert len(said) == 1, caption
+                verdict = judge_clip(np.ascontiguousarray(clip), dict(want, direction=said[0], prompt=caption))
+                assert verdict["direction_ok"], (caption, hflip, reverse, verdict)
+                assert caption.replace(said[0], "") == want["prompt"].replace(want["direction"], "")
+    assert motion.mirrored_caption("a red star growing", reverse=True) == "a red star shrinking"
+    assert motion.mirrored_caption("a red star growing", hflip=True) == "a red star growing"
+    assert motion.mirrored_caption("a blue ring rotating on a gradient red background", True, True) == \
+        "a blue ring rotating on a gradient red background"
+
+
+def test_augmented_token_ids_are_the_rewritten_captions(tmp_path):
+    from transformers import CLIPTokenizer
+
+    from videdit.mini import motion
+    from videdit.mini.train import tokenize
+    from videdit.mini.train_t2v import augmented_ids
+
+    tok = CLIPTokenizer.from_pretrained(str(T2V / "tokenizer"))
+    caps = ["a red circle moving left on a blue background", "a green square moving up", "a pink star shrinking"]
+    ids = augmented_ids(tok, caps)
+    assert ids.shape[:2] == (4, 3)
+    for v in range(4):
+        want = [motion.mirrored_caption(c, hflip=bool(v & 1), reverse=bool(v & 2)) for c in caps]
+        assert (ids[v] == tokenize(tok, want)).all()
+    assert not (ids[1, 0] == ids[0, 0]).all() and (ids[1, 1] == ids[0, 1]).all()  # only left/right mirror
+
+
 def test_shipped_mini_models_are_safetensors_and_small():
     """Both shipped models (the t2v one links the image model's VAE and scheduler) <= 60 MB."""
     files = {f.resolve() for d in (IMAGE, T2V) for f in d.rglob("*") if f.is_file()}

@@ -2,7 +2,8 @@
 
 ``data`` (scene grammar, palettes, renderer, captions), ``tokenizer`` (a CLIP BPE
 that knows the grammar's words), ``train`` (``python -m videdit.mini.train``),
-``eval`` (``python -m videdit.mini.eval``). The trained components live in
+``loop`` (the plumbing the training stages share), ``eval`` (``python -m videdit.mini.eval``),
+``gpu`` (every stage on one CUDA GPU in a fixed budget). The trained components live in
 ``pipelines/videdit-mini/`` and load through the ordinary recipe ``pipelines/mini.toml``.
 """
 

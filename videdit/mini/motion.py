@@ -23,7 +23,7 @@ import numpy as np
 from . import data
 
 __all__ = ["DIRECTIONS", "MOTIONS", "MOTION_WORDS", "T2V_WORDS", "Clip", "random_clip", "render_clip",
-           "clip_caption", "direction_prompt", "motion_sample"]
+           "clip_caption", "direction_prompt", "mirrored_caption", "motion_sample"]
 
 DIRECTIONS = {"left": (-1.0, 0.0), "right": (1.0, 0.0), "up": (0.0, -1.0), "down": (0.0, 1.0)}
 MOTIONS = (*DIRECTIONS, "growing", "shrinking", "rotating", "bouncing")
@@ -138,6 +138,23 @@ def clip_caption(rng: np.random.Generator, clip: Clip) -> str:
 def direction_prompt(colour: str, shape: str, direction: str, background: str) -> str:
     """The eval form of a direction caption."""
     return _article(f"a {colour} {shape} moving {direction} on a {background} background")
+
+
+_MIRROR = {"left": "right", "right": "left"}
+_REVERSE = {"left": "right", "right": "left", "up": "down", "down": "up", "growing": "shrinking",
+            "shrinking": "growing"}
+
+
+def mirrored_caption(caption: str, hflip: bool = False, reverse: bool = False) -> str:
+    """The caption of a clip mirrored left-right (``hflip``) and/or played backwards (``reverse``).
+
+    Mirroring swaps left and right; playing backwards swaps every direction and growing with
+    shrinking. Rotating and bouncing stay what they are (their sense is not in the caption)."""
+    words = caption.split(" ")
+    for table, on in ((_MIRROR, hflip), (_REVERSE, reverse)):
+        if on:
+            words = [table.get(w, w) for w in words]
+    return " ".join(words)
 
 
 def motion_sample(seed: int, frames: int = 8, size: int = 128):

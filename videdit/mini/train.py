@@ -33,8 +33,6 @@ from __future__ import annotations
 import argparse
 import copy
 import json
-import math
-import os
 import time
 from pathlib import Path
 
@@ -43,6 +41,8 @@ import torch
 import torch.nn.functional as F
 
 from . import data
+from .loop import (WEIGHTINGS, Log, Steps, adamw, autocast, batched, cached_pool, ema_update, eps_loss, generator,
+                   load_ckpt, process_map, setup_device, to_tensor, tokenize)
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".mini-train"
@@ -90,90 +90,6 @@ def scheduler():
 
     return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
                          clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
-
-
-# ---------------------------------------------------------------- helpers
-class Log:
-    def __init__(self, work: Path, stage: str):
-        work.mkdir(parents=True, exist_ok=True)
-        self.f = open(work / f"{stage}.log", "a")
-        self.stage = stage
-
-    def __call__(self, msg):
-        line = f"[{time.strftime('%H:%M:%S')}] {self.stage}: {msg}"
-        print(line, flush=True)
-        self.f.write(line + "\n")
-        self.f.flush()
-
-
-def to_tensor(images: np.ndarray) -> torch.Tensor:
-    return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
-def save_ckpt(work: Path, stage: str, state: dict):
-    work.mkdir(parents=True, exist_ok=True)
-    tmp = work / f"{stage}.pt.tmp"
-    torch.save(state, tmp)
-    os.replace(tmp, work / f"{stage}.pt")
-
-
-def load_ckpt(work: Path, stage: str):
-    """Our own resumable training state (it holds a numpy Generator, so it is a pickle:
-    only ever read from the work directory this module wrote)."""
-    p = work / f"{stage}.pt"
-    return torch.load(p, map_location="cpu", weights_only=False) if p.is_file() else None
-
-
-class Steps:
-    """The loop body every stage shares: optimiser step with gradient clipping, a
-    running loss, a log line every ``log_every`` steps and a checkpoint every
-    ``args.save_every`` steps (``state()`` gives the stage's part of it)."""
-
-    def __init__(self, args, log, stage: str, opt, params, step: int, state, minutes: float, log_every: int = 25):
-        self.args, self.log, self.stage, self.opt, self.params = args, log, stage, opt, list(params)
-        self.step, self.state, self.minutes, self.log_every = step, state, minutes, log_every
-        self.t0, self.loss = time.time(), None
-
-    def running(self, total: int) -> bool:
-        return self.step < total and time.time() - self.t0 < self.minutes * 60
-
-    def set_lr(self, total: int, base: float, warm: int = 100):
-        for g in self.opt.param_groups:
-            g["lr"] = lr_at(self.step, total, base, warm=warm, t0=self.t0, minutes=self.minutes)
-
-    def update(self, loss: torch.Tensor, note: str = "") -> None:
-        self.opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.params, 1.0)
-        self.opt.step()
-        self.step += 1
-        self.loss = loss.item() if self.loss is None else 0.98 * self.loss + 0.02 * loss.item()
-        if self.step % self.log_every == 0:
-            self.log(f"step {self.step} loss {self.loss:.4f}{note} {(time.time() - self.t0) / 60:.1f} min")
-        if self.step % self.args.save_every == 0:
-            self.save()
-
-    def save(self) -> None:
-        save_ckpt(self.args.work, self.stage, {**self.state(), "step": self.step, "loss": self.loss})
-
-
-def ema_update(ema, params, step, decay=0.999):
-    """``ema`` <- exponential moving average of ``params`` (modules or parameter lists), warm-up decay."""
-    d = min(decay, (1 + step) / (10 + step))
-    ema, params = (x.parameters() if isinstance(x, torch.nn.Module) else x for x in (ema, params))
-    with torch.no_grad():
-        for e, p in zip(ema, params):
-            e.mul_(d).add_(p.detach(), alpha=1 - d)
-
-
-def lr_at(step, total, base, warm=100, t0=None, minutes=None):
-    """Warm-up then cosine to 10 %; progress is steps done or wall time used, whichever is further."""
-    if step < warm:
-        return base * (step + 1) / warm
-    frac = (step - warm) / max(1, total - warm)
-    if t0 is not None and minutes:
-        frac = max(frac, (time.time() - t0) / (minutes * 60))
-    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
 
 
 # ---------------------------------------------------------------- stage 1: VAE
@@ -229,38 +145,50 @@ def train_vae(args, log):
 def load_vae(work: Path):
     from diffusers import AutoencoderKL
 
-    return AutoencoderKL.from_pretrained(work / "vae").eval().requires_grad_(False)
+    return AutoencoderKL.from_pretrained(work / "vae").float().eval().requires_grad_(False)
 
 
 # ---------------------------------------------------------------- pool for stages 2-3
 def make_pool(args, log):
-    return cached_pool(args.work / "pool.npz", lambda: _render_pool(args, log))
+    return cached_pool(args.work / "pool.npz", lambda: _render_pool(args, log),
+                       {"seed": args.seed, "pool": args.pool, "palettes": args.palettes})
+
+
+def _render_scene(item):
+    """Pool worker: one scene under ``palettes`` palettes, with its canny edges (what the recipe feeds)."""
+    from ..structure import get_extractor
+
+    seed, palettes = item
+    out = data.sample(seed, SIZE, palettes)
+    imgs = np.stack([o[0] for o in out])
+    return imgs, np.stack([o[1] for o in out]), [o[3] for o in out], get_extractor("canny")(imgs)[..., 0]
 
 
 def _render_pool(args, log) -> dict:
-    from ..structure import get_extractor
-
-    log(f"rendering pool: {args.pool} scenes x {args.palettes} palettes")
+    log(f"rendering pool: {args.pool} scenes x {args.palettes} palettes ({args.workers} workers)")
     vae = load_vae(args.work)
-    canny = get_extractor("canny")
-    imgs, depths, caps, edges = [], [], [], []
-    for i in range(args.pool):
-        for img, depth, mask, cap in data.sample(args.seed * 100_000 + i, SIZE, args.palettes):
-            imgs.append(img), depths.append(depth), caps.append(cap)
-    imgs = np.stack(imgs)
-    edges = canny(imgs)[..., 0]
-    lat = []
-    with torch.no_grad():
-        for j in range(0, len(imgs), 64):
-            lat.append(vae.encode(to_tensor(imgs[j:j + 64])).latent_dist.mode() * vae.config.scaling_factor)
-    lat = torch.cat(lat).half().numpy()
-    log(f"pool: {len(imgs)} images encoded, latent std {lat.astype(np.float32).std():.3f}")
-    return {"latents": lat, "edges": edges, "depth": np.stack(depths), "captions": np.array(caps)}
+    lat, depths, caps, edges = [], [], [], []
+    items = [(args.seed * 100_000 + i, args.palettes) for i in range(args.pool)]
+    with process_map(args.workers) as pmap, torch.no_grad():
+        vae.to(args.dev)
+        for chunk in batched(pmap(_render_scene, items), max(1, 256 // args.palettes)):
+            imgs = np.concatenate([c[0] for c in chunk])
+            z = vae.encode(to_tensor(imgs).to(args.dev)).latent_dist.mode() * vae.config.scaling_factor
+            lat.append(z.half().cpu().numpy())
+            for c in chunk:
+                depths.append(c[1]), caps.extend(c[2]), edges.append(c[3])
+    lat = np.concatenate(lat)
+    log(f"pool: {len(lat)} images encoded, latent std {lat.astype(np.float32).std():.3f}")
+    return {"latents": lat, "edges": np.concatenate(edges), "depth": np.concatenate(depths),
+            "captions": np.array(caps)}
 
 
-def tokenize(tok, captions):
-    return tok(list(captions), padding="max_length", max_length=tok.model_max_length, truncation=True,
-               return_tensors="pt").input_ids
+def _same_vocab(tok, other_dir: Path) -> None:
+    """Fine-tuning exported weights needs the tokenizer they were trained with."""
+    from transformers import CLIPTokenizer
+
+    if CLIPTokenizer.from_pretrained(str(other_dir)).get_vocab() != tok.get_vocab():
+        raise SystemExit(f"{other_dir}: its tokenizer differs from the one this stage builds; cannot fine-tune")
 
 
 # ---------------------------------------------------------------- stage 2: text encoder + UNet
@@ -275,25 +203,16 @@ def build_text(work: Path):
     return tok, te
 
 
-def cached_pool(path: Path, build) -> dict:
-    """The arrays saved at ``path`` (npz), or ``build()``'s, saved there first (pools render once)."""
-    if path.is_file():
-        z = np.load(path, allow_pickle=False)
-        return {k: z[k] for k in z.files}
-    pool = build()
-    np.savez(path, **pool)
-    return pool
-
-
 def joint_training(args, log, stage: str, unet, te, lr: float, seed: int):
     """UNet + text encoder trained together: EMA copies, AdamW, and resume from ``<work>/<stage>.pt``.
 
     Returns ``(ema_u, ema_t, params, opt, step, rng, state)``; ``state()`` is the checkpoint body."""
+    unet.to(args.dev), te.to(args.dev)
     ema_u, ema_t = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(te).requires_grad_(False)
     params = list(unet.parameters()) + list(te.parameters())
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=1e-2)
+    opt = adamw(params, args, lr)
     step, rng = 0, np.random.default_rng(seed)
-    ck = load_ckpt(args.work, stage)
+    ck = load_ckpt(args.work, stage, args.dev)
     if ck:
         unet.load_state_dict(ck["unet"]), te.load_state_dict(ck["te"]), opt.load_state_dict(ck["opt"])
         ema_u.load_state_dict(ck["ema_u"]), ema_t.load_state_dict(ck["ema_t"])
@@ -307,29 +226,6 @@ def joint_training(args, log, stage: str, unet, te, lr: float, seed: int):
     return ema_u, ema_t, params, opt, step, rng, state
 
 
-WEIGHTINGS = ("min-snr", "x0")
-
-
-def eps_loss(sched, t: torch.Tensor, eps: torch.Tensor, noise: torch.Tensor, weighting: str = "min-snr"):
-    """Weighted epsilon MSE over a batch (any shape with batch first).
-
-    ``min-snr``: weight min(SNR, 5) / SNR (Hang et al. 2023, "Efficient Diffusion Training
-    via Min-SNR Weighting"). ``x0``: weight max(1, 1/SNR), capped at 50: since the eps error
-    is sqrt(SNR) times the x0 error, this weighs the *x0* error by max(SNR, 1) (truncated
-    SNR, Salimans & Ho 2022), so high-noise steps -- where layout, motion and colour are
-    decided and eps-MSE barely sees them -- count as much as the rest.
-    """
-    ac = sched.alphas_cumprod[t]
-    snr = ac / (1 - ac)
-    if weighting == "min-snr":
-        w = torch.clamp(snr, max=5.0) / snr
-    elif weighting == "x0":
-        w = torch.clamp(1.0 / snr, min=1.0, max=50.0)
-    else:
-        raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    return (w * ((eps - noise) ** 2).flatten(1).mean(1)).mean()
-
-
 def train_text_unet(args, log):
     from diffusers import UNet2DConditionModel
 
@@ -337,31 +233,38 @@ def train_text_unet(args, log):
     torch.manual_seed(args.seed + 1)
     tok, te = build_text(args.work)
     unet = UNet2DConditionModel(**unet_config())
+    if args.init_from:  # fine-tune exported weights (fp16 on disk) instead of starting from scratch
+        _same_vocab(tok, args.init_from / "tokenizer")
+        te.load_state_dict(type(te).from_pretrained(args.init_from / "text_encoder").float().state_dict())
+        unet.load_state_dict(UNet2DConditionModel.from_pretrained(args.init_from / "unet").float().state_dict())
+        log(f"initialised from {args.init_from}")
     ema_u, ema_t, params, opt, step, rng, state = joint_training(args, log, "text-unet", unet, te, args.unet_lr,
                                                                  args.seed + 1)
     sched = scheduler()
     log(f"params unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, "
         f"text {sum(p.numel() for p in te.parameters()) / 1e6:.2f} M")
-    lat_all = torch.from_numpy(pool["latents"].astype(np.float32))
-    ids_all = tokenize(tok, pool["captions"])
-    empty = tokenize(tok, [""])[0]
+    dev = args.dev
+    lat_all = torch.from_numpy(pool["latents"]).to(dev)  # float16, made float32 per batch
+    ids_all = tokenize(tok, pool["captions"]).to(dev)
+    empty = tokenize(tok, [""])[0].to(dev)
     unet.train(), te.train()
     loop = Steps(args, log, "text-unet", opt, params, step, state, args.minutes, log_every=50)
     while loop.running(args.unet_steps):
         loop.set_lr(args.unet_steps, args.unet_lr)
-        idx = torch.from_numpy(rng.integers(0, len(lat_all), args.batch))
-        x0 = lat_all[idx]
+        # every per-step draw comes from a generator on the device: a host->device copy would
+        # make the CPU wait for the GPU each step instead of queueing the next one
+        g = generator(args, int(rng.integers(1 << 31)))
+        idx = torch.randint(0, len(lat_all), (args.batch,), generator=g, device=dev)
+        x0 = lat_all[idx].float()
         if rng.random() < 0.5:
             x0 = x0.flip(-1)
-        ids = ids_all[idx].clone()
-        drop = torch.from_numpy(rng.random(args.batch) < 0.1)
-        ids[drop] = empty
-        g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-        noise = torch.randn(x0.shape, generator=g)
-        t = torch.randint(0, 1000, (args.batch,), generator=g)
+        drop = torch.rand(args.batch, generator=g, device=dev) < 0.1  # caption dropout, for CFG
+        ids = torch.where(drop[:, None], empty, ids_all[idx])
+        noise = torch.randn(x0.shape, generator=g, device=dev)
+        t = torch.randint(0, 1000, (args.batch,), generator=g, device=dev)
         xt = sched.add_noise(x0, noise, t)
-        cond = te(ids)[0]
-        eps = unet(xt, t, encoder_hidden_states=cond).sample
+        with autocast(args):
+            eps = unet(xt, t, encoder_hidden_states=te(ids)[0]).sample
         loop.update(eps_loss(sched, t, eps, noise, args.unet_weighting))
         ema_update(ema_u, unet, loop.step - 1), ema_update(ema_t, te, loop.step - 1)
     loop.save()
@@ -379,28 +282,34 @@ def train_controlnet(args, log, kind: str):
 
     name = f"controlnet-{kind}"
     pool = make_pool(args, log)
-    unet = UNet2DConditionModel.from_pretrained(args.work / "unet").eval().requires_grad_(False)
-    te = CLIPTextModel.from_pretrained(args.work / "text_encoder").eval().requires_grad_(False)
+    dev = args.dev
+    unet = UNet2DConditionModel.from_pretrained(args.work / "unet").float().eval().requires_grad_(False).to(dev)
+    te = CLIPTextModel.from_pretrained(args.work / "text_encoder").float().eval().requires_grad_(False).to(dev)
     from transformers import CLIPTokenizer
 
     tok = CLIPTokenizer.from_pretrained(str(args.work / "tokenizer"))
     torch.manual_seed(args.seed + 2)
-    cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64, 64))
-    opt = torch.optim.AdamW(cn.parameters(), lr=args.cn_lr, weight_decay=1e-2)
+    if args.init_from:  # fine-tune an exported ControlNet (fp16 on disk)
+        cn = ControlNetModel.from_pretrained(args.init_from / name).float()
+        log(f"initialised from {args.init_from / name}")
+    else:
+        cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64, 64))
+    cn.to(dev)
+    opt = adamw(cn.parameters(), args, args.cn_lr)
     sched = scheduler()
     step, rng = 0, np.random.default_rng(args.seed + (3 if kind == "edges" else 4))
-    ck = load_ckpt(args.work, name)
+    ck = load_ckpt(args.work, name, dev)
     if ck:
         cn.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"])
         step, rng = ck["step"], ck["rng"]
         log(f"resumed at step {step}")
     log(f"params {sum(p.numel() for p in cn.parameters()) / 1e6:.2f} M")
-    lat_all = torch.from_numpy(pool["latents"].astype(np.float32))
-    maps = pool["edges"] if kind == "edges" else pool["depth"]
+    lat_all = torch.from_numpy(pool["latents"]).to(dev)
+    maps = torch.from_numpy(pool["edges"] if kind == "edges" else pool["depth"]).to(dev)
     with torch.no_grad():
         caps = list(pool["captions"])
-        emb_all = torch.cat([te(tokenize(tok, caps[i:i + 256]))[0] for i in range(0, len(caps), 256)])
-        emb_empty = te(tokenize(tok, [""]))[0]
+        emb_all = torch.cat([te(tokenize(tok, caps[i:i + 256]).to(dev))[0] for i in range(0, len(caps), 256)])
+        emb_empty = te(tokenize(tok, [""]).to(dev))[0]
     cn.train()
     total = args.cn_steps if kind == "edges" else args.depth_steps
     minutes = args.minutes if kind == "edges" else args.depth_minutes
@@ -408,20 +317,20 @@ def train_controlnet(args, log, kind: str):
                  lambda: {"model": cn.state_dict(), "opt": opt.state_dict(), "rng": rng}, minutes)
     while loop.running(total):
         loop.set_lr(total, args.cn_lr, warm=20)
-        idx = rng.integers(0, len(lat_all), args.batch)
-        x0 = lat_all[idx]
-        c = torch.from_numpy(maps[idx]).float()[:, None].expand(-1, 3, -1, -1) / 255.0
-        emb = emb_all[idx].clone()
-        drop = torch.from_numpy(rng.random(args.batch) < 0.1)
-        emb[drop] = emb_empty
-        g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-        noise = torch.randn(x0.shape, generator=g)
+        g = generator(args, int(rng.integers(1 << 31)))
+        idx = torch.randint(0, len(lat_all), (args.batch,), generator=g, device=dev)
+        x0 = lat_all[idx].float()
+        c = maps[idx].float()[:, None].expand(-1, 3, -1, -1) / 255.0
+        drop = torch.rand(args.batch, generator=g, device=dev) < 0.1
+        emb = torch.where(drop[:, None, None], emb_empty, emb_all[idx])
+        noise = torch.randn(x0.shape, generator=g, device=dev)
         # structure is decided at high noise (and that is where restyling starts): favour it
-        t = torch.randint(args.cn_tmin, 1000, (args.batch,), generator=g)
+        t = torch.randint(args.cn_tmin, 1000, (args.batch,), generator=g, device=dev)
         xt = sched.add_noise(x0, noise, t)
-        down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=c, return_dict=False)
-        eps = unet(xt, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
-                   mid_block_additional_residual=mid).sample
+        with autocast(args):
+            down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=c, return_dict=False)
+            eps = unet(xt, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
+                       mid_block_additional_residual=mid).sample
         loop.update(eps_loss(sched, t, eps, noise))
     loop.save()
     step, ema_loss = loop.step, loop.loss
@@ -460,6 +369,19 @@ def export(log, work: Path = WORK, out: Path = OUT):
     log(f"exported to {out} ({size / 1e6:.1f} MB of safetensors)")
 
 
+def _prepare(args, log, stage: str) -> None:
+    if stage in ("text-unet", "controlnet-edges", "controlnet-depth"):
+        make_pool(args, log)
+    elif stage == "t2v":
+        from .train_t2v import make_clip_pool
+
+        make_clip_pool(args, log, load_vae(args.base))
+    elif stage == "ip-adapter":
+        from .train_ip import make_pair_pool
+
+        make_pair_pool(args, log, load_vae(args.base))
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--stage", default="all", choices=["vae", "text-unet", "controlnet", "controlnet-edges",
@@ -486,6 +408,8 @@ def main(argv=None):
     ap.add_argument("--t2v-batch", type=int, default=4, help="clips per t2v step")
     ap.add_argument("--t2v-frames", type=int, default=8, help="frames per training clip")
     ap.add_argument("--t2v-pool", type=int, default=2000, help="clips in the t2v pool")
+    ap.add_argument("--t2v-augment", action=argparse.BooleanOptionalAction, default=True,
+                    help="also train on the pool's clips mirrored and played backwards, captions to match")
     ap.add_argument("--unet-weighting", choices=WEIGHTINGS, default="min-snr",
                     help="loss weighting of the text-unet stage")
     ap.add_argument("--t2v-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the t2v stage")
@@ -501,11 +425,22 @@ def main(argv=None):
     ap.add_argument("--ip-lr", type=float, default=5e-4)
     ap.add_argument("--ip-pool", type=int, default=4000, help="(target, reference) pairs in the IP-Adapter pool")
     ap.add_argument("--save-every", type=int, default=100)
+    ap.add_argument("--device", default="cpu", help="torch device of the stages after the VAE (cpu, cuda)")
+    ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                    help="bf16 autocast (default: on for CUDA)")
+    ap.add_argument("--workers", type=int, default=1, help="processes rendering the training pools")
+    ap.add_argument("--init-from", type=Path, default=None,
+                    help="fine-tune the stage's exported weights in this directory (a videdit-mini or "
+                    "-t2v export) instead of starting from scratch")
+    ap.add_argument("--prepare", action="store_true", help="only render and cache the stages' training pools")
+    ap.add_argument("--until", type=float, default=None,
+                    help="wall-clock deadline (epoch seconds) for each stage's training loop")
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--work", type=Path, default=WORK, help="checkpoints, logs and trained parts (default .mini-train/)")
     ap.add_argument("--out", type=Path, default=OUT, help="where the components are exported")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    setup_device(args)
     args.base = args.base or args.out
     defaults = {"vae": 14, "text-unet": 28, "controlnet-edges": 11, "controlnet-depth": 3, "t2v": 45,
                 "ip-adapter": 30}
@@ -513,6 +448,10 @@ def main(argv=None):
                       "ip-adapter"],
               "controlnet": ["controlnet-edges", "controlnet-depth"]}.get(args.stage, [args.stage])
     results = {}
+    if args.prepare:  # render and cache the stages' pools, train nothing
+        for st in stages:
+            _prepare(args, Log(args.work, st), st)
+        return
     for st in stages:
         if st == "export":  # the image model first: the t2v stage inflates the exported one
             if not args.no_export:

@@ -24,13 +24,16 @@ with ``image_proj.*`` / ``ip_adapter.<id>.to_{k,v}_ip.weight`` keys, and
 from __future__ import annotations
 
 import copy
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from . import data
-from .train import OUT, ROOT, Steps, cached_pool, ema_update, eps_loss, load_ckpt, scheduler, to_tensor, tokenize
+from .loop import (Steps, adamw, autocast, batched, cached_pool, ema_update, eps_loss, generator, load_ckpt,
+                   process_map, to_tensor, tokenize)
+from .train import OUT, ROOT, scheduler
 
 H94 = ROOT / "tests" / "hub_configs" / "h94--IP-Adapter" / "models" / "image_encoder"
 SUBFOLDER, WEIGHT_NAME = "ip-adapter", "ip-adapter_mini.safetensors"
@@ -48,6 +51,7 @@ def image_encoder_config():
     return cfg
 
 
+@lru_cache(maxsize=1)
 def processor():
     """The image preprocessing diffusers' ``load_ip_adapter`` pairs with an encoder of this size."""
     from transformers import CLIPImageProcessor
@@ -103,23 +107,29 @@ def adapter_state(unet) -> dict:
             out[f"ip_adapter.{key_id}.to_k_ip.weight"] = proc.to_k_ip[0].weight
             out[f"ip_adapter.{key_id}.to_v_ip.weight"] = proc.to_v_ip[0].weight
             key_id += 2
-    return {k: v.detach().contiguous() for k, v in out.items()}
+    return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
 
 def make_pair_pool(args, log, vae) -> dict:
-    return cached_pool(args.work / "ip-pool.npz", lambda: _render_pairs(args, log, vae))
+    return cached_pool(args.work / "ip-pool.npz", lambda: _render_pairs(args, log, vae),
+                       {"seed": args.seed, "pairs": args.ip_pool})
+
+
+def _render_pair(seed: int):
+    target, ref, cap = pair(seed)
+    return target, processor()(ref, return_tensors="np").pixel_values[0].astype(np.float16), cap
 
 
 def _render_pairs(args, log, vae) -> dict:
-    log(f"rendering reference pool: {args.ip_pool} pairs")
-    proc = processor()
+    log(f"rendering reference pool: {args.ip_pool} pairs ({args.workers} workers)")
     lat, refs, caps = [], [], []
-    with torch.no_grad():
-        for j in range(0, args.ip_pool, 64):
-            items = [pair(args.seed * 100_000 + 70_000 + i) for i in range(j, min(args.ip_pool, j + 64))]
-            targets = np.stack([t for t, _, _ in items])
-            lat.append((vae.encode(to_tensor(targets)).latent_dist.mode() * vae.config.scaling_factor).half().numpy())
-            refs.append(proc(list(np.stack([r for _, r, _ in items])), return_tensors="np").pixel_values.astype(np.float16))
+    seeds = [args.seed * 100_000 + 70_000 + i for i in range(args.ip_pool)]
+    with process_map(args.workers) as pmap, torch.no_grad():
+        vae.to(args.dev)
+        for items in batched(pmap(_render_pair, seeds), 256):
+            targets = to_tensor(np.stack([t for t, _, _ in items])).to(args.dev)
+            lat.append((vae.encode(targets).latent_dist.mode() * vae.config.scaling_factor).half().cpu().numpy())
+            refs.append(np.stack([r for _, r, _ in items]))
             caps += [c for _, _, c in items]
     return {"latents": np.concatenate(lat), "refs": np.concatenate(refs), "captions": np.array(caps)}
 
@@ -131,23 +141,26 @@ def train_ip_adapter(args, log):
     base = args.base
     vae = AutoencoderKL.from_pretrained(base / "vae").float().eval().requires_grad_(False)
     pool = make_pair_pool(args, log, vae)
+    del vae
+    dev = args.dev
     unet = UNet2DConditionModel.from_pretrained(base / "unet").float().eval().requires_grad_(False)
-    te = CLIPTextModel.from_pretrained(base / "text_encoder").float().eval().requires_grad_(False)
+    te = CLIPTextModel.from_pretrained(base / "text_encoder").float().eval().requires_grad_(False).to(dev)
     tok = CLIPTokenizer.from_pretrained(str(base / "tokenizer"))
     torch.manual_seed(args.seed + 6)
     cfg = image_encoder_config()
     enc = CLIPVisionModelWithProjection(cfg).float()  # h94's config says float16
     unet._load_ip_adapter_weights([initial_adapter(unet, cfg)])
-    unet.to(torch.float32)
+    unet.to(dev, torch.float32)
+    enc.to(dev)
     adapter = [p for n, p in unet.named_parameters() if "encoder_hid_proj" in n or "_ip." in n]
     for p in adapter:
         p.requires_grad_(True)
     params = list(enc.parameters()) + adapter
     ema = copy.deepcopy(params)
-    opt = torch.optim.AdamW(params, lr=args.ip_lr, weight_decay=1e-2)
+    opt = adamw(params, args, args.ip_lr)
     sched = scheduler()
     step, rng = 0, np.random.default_rng(args.seed + 6)
-    ck = load_ckpt(args.work, "ip-adapter")
+    ck = load_ckpt(args.work, "ip-adapter", dev)
     if ck:
         for p, v in zip(params, ck["params"]):
             p.data.copy_(v)
@@ -158,29 +171,32 @@ def train_ip_adapter(args, log):
         log(f"resumed at step {step}")
     log(f"params image encoder {sum(p.numel() for p in enc.parameters()) / 1e6:.2f} M, "
         f"adapter {sum(p.numel() for p in adapter) / 1e6:.2f} M")
-    lat_all = torch.from_numpy(pool["latents"].astype(np.float32))
-    refs_all = torch.from_numpy(pool["refs"].astype(np.float32))
+    lat_all = torch.from_numpy(pool["latents"]).to(dev)  # float16, made float32 per batch
+    refs_all = torch.from_numpy(pool["refs"]).to(dev)
     with torch.no_grad():
         caps = list(pool["captions"])
-        emb_all = torch.cat([te(tokenize(tok, caps[i:i + 256]))[0] for i in range(0, len(caps), 256)])
-        emb_empty = te(tokenize(tok, [""]))[0]
+        emb_all = torch.cat([te(tokenize(tok, caps[i:i + 256]).to(dev))[0] for i in range(0, len(caps), 256)])
+        emb_empty = te(tokenize(tok, [""]).to(dev))[0]
     enc.train()
     loop = Steps(args, log, "ip-adapter", opt, params, step,
                  lambda: {"params": [p.detach() for p in params], "ema": [e.detach() for e in ema],
                           "opt": opt.state_dict(), "rng": rng}, args.minutes)
     while loop.running(args.ip_steps):
         loop.set_lr(args.ip_steps, args.ip_lr, warm=50)
-        idx = torch.from_numpy(rng.integers(0, len(lat_all), args.batch))
-        x0, emb = lat_all[idx], emb_all[idx].clone()
-        emb[torch.from_numpy(rng.random(args.batch) < 0.5)] = emb_empty
-        image = enc(refs_all[idx]).image_embeds
-        # the adapter's own "no image" is a zero embedding (what the engine feeds without --ref-image)
-        image = image * torch.from_numpy(rng.random(args.batch) >= 0.05).float()[:, None]
-        g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
-        noise = torch.randn(x0.shape, generator=g)
-        t = torch.randint(0, 1000, (args.batch,), generator=g)
-        eps = unet(sched.add_noise(x0, noise, t), t, encoder_hidden_states=emb,
-                   added_cond_kwargs={"image_embeds": [image[:, None]]}).sample
+        g = generator(args, int(rng.integers(1 << 31)))  # per-step draws on the device (see text-unet)
+        idx = torch.randint(0, len(lat_all), (args.batch,), generator=g, device=dev)
+        x0 = lat_all[idx].float()
+        drop = torch.rand(args.batch, generator=g, device=dev) < 0.5
+        emb = torch.where(drop[:, None, None], emb_empty, emb_all[idx])
+        noise = torch.randn(x0.shape, generator=g, device=dev)
+        t = torch.randint(0, 1000, (args.batch,), generator=g, device=dev)
+        keep = (torch.rand(args.batch, generator=g, device=dev) >= 0.05).float()[:, None]
+        with autocast(args):
+            image = enc(refs_all[idx].float()).image_embeds
+            # the adapter's own "no image" is a zero embedding (what the engine feeds without --ref-image)
+            image = image * keep
+            eps = unet(sched.add_noise(x0, noise, t), t, encoder_hidden_states=emb,
+                       added_cond_kwargs={"image_embeds": [image[:, None]]}).sample
         loop.update(eps_loss(sched, t, eps, noise, args.ip_weighting))
         ema_update(ema, params, loop.step - 1, decay=0.998)
     loop.save()

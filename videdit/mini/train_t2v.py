@@ -34,8 +34,9 @@ import numpy as np
 import torch
 
 from . import motion
-from .train import (OUT, ROOT, Steps, cached_pool, ema_update, eps_loss, joint_training, scheduler, to_tensor,
-                    tokenize)
+from .loop import (Steps, autocast, batched, cached_pool, ema_update, eps_loss, generator, process_map, to_tensor,
+                   tokenize)
+from .train import OUT, ROOT, _same_vocab, joint_training, scheduler
 
 OUT_T2V = ROOT / "pipelines" / "videdit-mini-t2v"
 MODELSCOPE = ROOT / "tests" / "hub_configs" / "ali-vilab--text-to-video-ms-1.7b"
@@ -112,20 +113,36 @@ def extend_text(old_dir: Path, work: Path):
 
 
 def make_clip_pool(args, log, vae) -> dict:
-    return cached_pool(args.work / "t2v-pool.npz", lambda: _render_clips(args, log, vae))
+    return cached_pool(args.work / "t2v-pool.npz", lambda: _render_clips(args, log, vae),
+                       {"seed": args.seed, "clips": args.t2v_pool, "frames": args.t2v_frames})
+
+
+def _render_clip(item):
+    seed, frames = item
+    return motion.motion_sample(seed, frames)
 
 
 def _render_clips(args, log, vae) -> dict:
-    log(f"rendering clip pool: {args.t2v_pool} clips x {args.t2v_frames} frames")
+    log(f"rendering clip pool: {args.t2v_pool} clips x {args.t2v_frames} frames ({args.workers} workers)")
     lat, caps = [], []
-    with torch.no_grad():
-        for i in range(args.t2v_pool):
-            video, cap = motion.motion_sample(args.seed * 100_000 + 50_000 + i, args.t2v_frames)
-            z = vae.encode(to_tensor(video)).latent_dist.mode() * vae.config.scaling_factor
-            lat.append(z.half().numpy()), caps.append(cap)
-            if (i + 1) % 200 == 0:
-                log(f"pool {i + 1}/{args.t2v_pool}")
-    return {"latents": np.stack(lat), "captions": np.array(caps)}  # (N, F, C, h, w)
+    items = [(args.seed * 100_000 + 50_000 + i, args.t2v_frames) for i in range(args.t2v_pool)]
+    with process_map(args.workers) as pmap, torch.no_grad():
+        vae.to(args.dev)
+        for chunk in batched(pmap(_render_clip, items), 16):
+            video = np.concatenate([v for v, _ in chunk])
+            z = vae.encode(to_tensor(video).to(args.dev)).latent_dist.mode() * vae.config.scaling_factor
+            lat.append(z.half().cpu().numpy().reshape(len(chunk), args.t2v_frames, *z.shape[1:]))
+            caps += [c for _, c in chunk]
+            if len(caps) % 2000 < len(chunk):
+                log(f"pool {len(caps)}/{args.t2v_pool}")
+    return {"latents": np.concatenate(lat), "captions": np.array(caps)}  # (N, F, C, h, w)
+
+
+def augmented_ids(tok, captions) -> torch.Tensor:
+    """``(4, N, L)`` token ids of each caption as it reads for the clip mirrored left-right (bit 0)
+    and/or played backwards (bit 1): see :func:`motion.mirrored_caption`."""
+    return torch.stack([tokenize(tok, [motion.mirrored_caption(c, hflip=bool(v & 1), reverse=bool(v & 2))
+                                       for c in captions]) for v in range(4)])
 
 
 def train_t2v(args, log):
@@ -134,34 +151,51 @@ def train_t2v(args, log):
     base = args.base
     vae = AutoencoderKL.from_pretrained(base / "vae").float().eval().requires_grad_(False)
     pool = make_clip_pool(args, log, vae)
+    del vae
     torch.manual_seed(args.seed + 5)
     tok, te = extend_text(base, args.work)
     unet = inflate(UNet2DConditionModel.from_pretrained(base / "unet").float())
+    if args.init_from:  # fine-tune an exported videdit-mini-t2v (fp16 on disk)
+        from diffusers import UNet3DConditionModel
+
+        _same_vocab(tok, args.init_from / "tokenizer")
+        te.load_state_dict(type(te).from_pretrained(args.init_from / "text_encoder").float().state_dict())
+        unet.load_state_dict(UNet3DConditionModel.from_pretrained(args.init_from / "unet").float().state_dict())
+        log(f"initialised from {args.init_from}")
     ema_u, ema_t, params, opt, step, rng, state = joint_training(args, log, "t2v", unet, te, args.t2v_lr,
                                                                  args.seed + 5)
     sched = scheduler()
     log(f"params unet3d {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M")
-    lat_all = torch.from_numpy(pool["latents"].astype(np.float32)).permute(0, 2, 1, 3, 4)  # (N, C, F, h, w)
-    ids_all = tokenize(tok, pool["captions"])
-    empty = tokenize(tok, [""])[0]
+    dev = args.dev
+    lat_all = torch.from_numpy(pool["latents"]).to(dev)  # (N, F, C, h, w) float16
+    # Mirrored and time-reversed clips are clips of the grammar too (left <-> right, ...): 4x the data,
+    # and every direction word is seen with every start position.
+    ids_all = (augmented_ids(tok, pool["captions"]) if args.t2v_augment
+               else tokenize(tok, pool["captions"])[None]).to(dev)
+    empty = tokenize(tok, [""])[0].to(dev)
     unet.train(), te.train()
     loop = Steps(args, log, "t2v", opt, params, step, state, args.minutes, log_every=25)
     b = args.t2v_batch
     while loop.running(args.t2v_steps):
         loop.set_lr(args.t2v_steps, args.t2v_lr, warm=50)
-        idx = torch.from_numpy(rng.integers(0, len(lat_all), b))
-        x0 = lat_all[idx]
-        ids = ids_all[idx].clone()
-        ids[torch.from_numpy(rng.random(b) < 0.1)] = empty
-        g = torch.Generator().manual_seed(int(rng.integers(1 << 31)))
+        g = generator(args, int(rng.integers(1 << 31)))  # per-step draws on the device (see text-unet)
+        idx = torch.randint(0, len(lat_all), (b,), generator=g, device=dev)
+        x0 = lat_all[idx].float().permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
+        var = torch.randint(0, len(ids_all), (b,), generator=g, device=dev)
+        if args.t2v_augment:
+            x0 = torch.where((var & 1).bool()[:, None, None, None, None], x0.flip(-1), x0)
+            x0 = torch.where((var & 2).bool()[:, None, None, None, None], x0.flip(2), x0)
+        drop = torch.rand(b, generator=g, device=dev) < 0.1
+        ids = torch.where(drop[:, None], empty, ids_all[var, idx])
         # PYoCo's mixed noise prior (Ge et al. 2023): part of every clip's noise is common to its
         # frames, the same share the recipe samples with (noise_share), so frames start correlated.
         share = args.t2v_noise_share
-        noise = (math.sqrt(share) * torch.randn((b, x0.shape[1], 1, *x0.shape[3:]), generator=g)
-                 + math.sqrt(1 - share) * torch.randn(x0.shape, generator=g))
-        t = torch.randint(0, 1000, (b,), generator=g)
+        noise = (math.sqrt(share) * torch.randn((b, x0.shape[1], 1, *x0.shape[3:]), generator=g, device=dev)
+                 + math.sqrt(1 - share) * torch.randn(x0.shape, generator=g, device=dev))
+        t = torch.randint(0, 1000, (b,), generator=g, device=dev)
         xt = sched.add_noise(x0, noise, t)
-        eps = unet(xt, t, encoder_hidden_states=te(ids)[0]).sample
+        with autocast(args):
+            eps = unet(xt, t, encoder_hidden_states=te(ids)[0]).sample
         loop.update(eps_loss(sched, t, eps, noise, args.t2v_weighting))
         ema_update(ema_u, unet, loop.step - 1, decay=0.998), ema_update(ema_t, te, loop.step - 1, decay=0.998)
     loop.save()

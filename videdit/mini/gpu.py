@@ -1,0 +1,193 @@
+"""Fine-tune every videdit-mini stage on one GPU within a fixed wall-time budget.
+
+    python -m videdit.mini.gpu --minutes 8.5 --pack out/gpu      # on a machine with CUDA
+
+The stages are the ones of ``python -m videdit.mini.train`` (same code, ``--device cuda``,
+bf16 autocast, pools rendered by ``--workers`` processes), started from the shipped
+components (``--init-from``) and scheduled so the GPU and the CPU cores stay busy:
+
+1. in parallel: the three training pools are rendered and cached, and a smoke run of
+   every stage (a few steps on tiny pools) checks the whole chain before the budget
+   is spent -- if it fails, nothing else runs;
+2. ``text-unet`` (image UNet + text encoder) beside ``t2v`` (the UNet3D);
+3. when the UNet is done: ``controlnet-edges`` and ``ip-adapter`` (both need the new
+   UNet) beside the still-running ``t2v``;
+4. every stage stops at the same deadline (``--until``, its learning rate annealed to it);
+   the components are exported (fp16 safetensors) and, with ``--pack``, tarred for the trip back.
+
+To ship the result: ``tar -xf out/gpu/mini.tar -C pipelines/videdit-mini`` (likewise ``mini-ip.tar``),
+``tar -xf out/gpu/mini-t2v.tar -C pipelines/videdit-mini-t2v``, then ``make eval-mini``.
+
+The shipped ``controlnet-depth`` is not retrained here (no recipe uses it). Every
+child's output is in ``<work>/<name>.out``; the last lines of a failing one are printed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+from .loop import Log
+from .train import OUT
+from .train_t2v import OUT_T2V
+
+STAGES_A = ("text-unet", "t2v")
+
+
+def _cmd(stage: str, work: Path, common: list[str], *extra: str) -> list[str]:
+    return [sys.executable, "-m", "videdit.mini.train", "--stage", stage, "--work", str(work), *common, *extra]
+
+
+class Runner:
+    """Child processes with their output in ``<work>/<name>.out``; ``wait`` reports failures."""
+
+    def __init__(self, work: Path):
+        self.work, self.procs = work, {}
+
+    def start(self, name: str, cmd: list[str]) -> None:
+        out = open(self.work / f"{name}.out", "w")
+        self.procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        print(f"[{time.strftime('%H:%M:%S')}] started {name}", flush=True)
+
+    def wait(self, *names: str) -> list[str]:
+        """Wait for ``names``; the ones that failed (their output's tail printed)."""
+        failed = []
+        for n in names:
+            rc = self.procs[n].wait()
+            print(f"[{time.strftime('%H:%M:%S')}] {n} exited {rc}", flush=True)
+            if rc:
+                failed.append(n)
+                lines = (self.work / f"{n}.out").read_text(errors="replace").splitlines()
+                print("\n".join(f"  {n}| {line}" for line in lines[-25:]), flush=True)
+        return failed
+
+    def kill(self) -> None:
+        for p in self.procs.values():
+            if p.poll() is None:
+                p.kill()
+
+
+def run(args) -> int:
+    t0 = time.time()
+    end = t0 + args.minutes * 60 - args.reserve
+    work, smoke = args.work, args.work / "smoke"
+    for d in (work, smoke):
+        d.mkdir(parents=True, exist_ok=True)
+        if not (d / "vae").exists():  # the VAE is not retrained: the pools are encoded with the shipped one
+            shutil.copytree(OUT / "vae", d / "vae")
+    common = ["--device", args.device, "--seed", "0", "--save-every", "100000", "--pool", str(args.pool),
+              "--palettes", "4", "--t2v-pool", str(args.t2v_pool), "--t2v-frames", "16", "--ip-pool", str(args.ip_pool)]
+    tiny = ["--device", args.device, "--pool", "8", "--palettes", "2", "--t2v-pool", "4", "--t2v-frames", "16",
+            "--ip-pool", "8", "--batch", "4", "--t2v-batch", "2", "--unet-steps", "3", "--cn-steps", "3",
+            "--t2v-steps", "3", "--ip-steps", "3", "--no-export"]
+    r = Runner(work)
+    w = max(1, args.workers // 3)
+    r.start("pool-image", _cmd("text-unet", work, common, "--prepare", "--workers", str(w)))
+    r.start("pool-t2v", _cmd("t2v", work, common, "--prepare", "--workers", str(w), "--base", str(OUT)))
+    r.start("pool-ip", _cmd("ip-adapter", work, common, "--prepare", "--workers", str(w), "--base", str(work)))
+    r.start("smoke-text-unet", _cmd("text-unet", smoke, tiny, "--init-from", str(OUT)))
+    r.start("smoke-t2v", _cmd("t2v", smoke, tiny, "--init-from", str(OUT_T2V), "--base", str(OUT)))
+    failed = r.wait("smoke-text-unet")
+    if not failed:
+        r.start("smoke-cn", _cmd("controlnet-edges", smoke, tiny, "--init-from", str(OUT)))
+        r.start("smoke-ip", _cmd("ip-adapter", smoke, tiny, "--base", str(smoke)))
+        failed = r.wait("smoke-cn", "smoke-ip", "smoke-t2v")
+    if failed:
+        r.kill()
+        print(f"smoke run failed ({', '.join(failed)}): nothing trained", flush=True)
+        return 1
+    failed = r.wait("pool-image", "pool-t2v", "pool-ip")
+    if failed:
+        r.kill()
+        return 1
+
+    now = time.time()
+    t1 = now + args.unet_share * (end - now)
+    print(f"training: text-unet until +{t1 - t0:.0f} s, the rest until +{end - t0:.0f} s", flush=True)
+    r.start("t2v", _cmd("t2v", work, common, "--init-from", str(OUT_T2V), "--base", str(OUT), "--until", str(end),
+                        "--t2v-batch", str(args.t2v_batch), "--t2v-lr", str(args.t2v_lr), "--t2v-steps", "10000000",
+                        "--no-export"))
+    r.start("text-unet", _cmd("text-unet", work, common, "--init-from", str(OUT), "--until", str(t1), "--batch",
+                              str(args.batch), "--unet-lr", str(args.unet_lr), "--unet-steps", "10000000",
+                              "--no-export"))
+    failed = r.wait("text-unet")
+    if not failed:
+        r.start("controlnet-edges", _cmd("controlnet-edges", work, common, "--init-from", str(OUT), "--until", str(end),
+                                         "--batch", str(args.batch), "--cn-lr", str(args.cn_lr), "--cn-steps",
+                                         "10000000", "--no-export"))
+        r.start("ip-adapter", _cmd("ip-adapter", work, common, "--base", str(work), "--until", str(end), "--batch",
+                                   str(args.batch), "--ip-lr", str(args.ip_lr), "--ip-steps", "10000000", "--no-export"))
+        failed += r.wait("controlnet-edges", "ip-adapter")
+    failed += r.wait("t2v")
+    print(f"training done at +{time.time() - t0:.0f} s; failed: {failed or 'none'}", flush=True)
+    if args.pack:
+        pack(work, args.pack)
+    return 1 if failed else 0
+
+
+def pack(work: Path, dest: Path) -> None:
+    """Export what was trained and tar it in pieces small enough to travel (<= 16 MiB each)."""
+    from . import train
+    from .train_ip import export_ip
+    from .train_t2v import export_t2v
+
+    dest.mkdir(parents=True, exist_ok=True)
+    exp, log = work / "export", Log(work, "export")
+    parts = {"mini.tar": [], "mini-t2v.tar": [], "mini-ip.tar": []}
+    if (work / "unet").is_dir():
+        train.export(log, work, exp / "videdit-mini")
+        parts["mini.tar"] = [p for p in ("unet", "text_encoder", "tokenizer", "controlnet-edges")
+                             if (exp / "videdit-mini" / p).is_dir()]
+    if (work / "ip-adapter").is_dir():
+        export_ip(log, work, exp / "videdit-mini")
+        parts["mini-ip.tar"] = ["ip-adapter"]
+    if (work / "t2v-unet").is_dir():
+        export_t2v(log, work, exp / "videdit-mini-t2v", OUT)
+        parts["mini-t2v.tar"] = ["unet", "text_encoder", "tokenizer"]
+    for name, dirs in parts.items():
+        if dirs:
+            root = exp / ("videdit-mini-t2v" if "t2v" in name else "videdit-mini")
+            with tarfile.open(dest / name, "w") as tar:
+                for d in dirs:
+                    tar.add(root / d, arcname=d)
+    with tarfile.open(dest / "logs.tar", "w") as tar:
+        for f in sorted(work.glob("*.log")) + sorted(work.glob("*.out")) + [work / "results.json"]:
+            if f.is_file():
+                tar.add(f, arcname=f.name)
+    for f in sorted(dest.iterdir()):
+        print(f"packed {f.name}: {f.stat().st_size / 2**20:.1f} MiB", flush=True)
+    for f in sorted(work.glob("*.log")):  # the summary: each stage's last lines
+        done = [line for line in f.read_text().splitlines() if "done at" in line or "pool:" in line]
+        print("\n".join(done[-2:]), flush=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m videdit.mini.gpu", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--minutes", type=float, default=8.5, help="wall time of the whole run, export included")
+    ap.add_argument("--reserve", type=float, default=45, help="seconds kept for the export at the end")
+    ap.add_argument("--work", type=Path, default=Path("/tmp/videdit-mini-gpu"))
+    ap.add_argument("--pack", type=Path, default=None, help="write the trained components here as tar files")
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("--workers", type=int, default=15, help="CPU processes rendering the pools, all together")
+    ap.add_argument("--pool", type=int, default=24000, help="scenes in the image pool (x 4 palettes)")
+    ap.add_argument("--t2v-pool", type=int, default=16000, help="16-frame clips in the t2v pool")
+    ap.add_argument("--ip-pool", type=int, default=40000)
+    ap.add_argument("--batch", type=int, default=256, help="images per step of the image stages")
+    ap.add_argument("--t2v-batch", type=int, default=32, help="16-frame clips per t2v step")
+    ap.add_argument("--unet-share", type=float, default=0.45,
+                    help="fraction of the training time for the image UNet (the ControlNet and IP-Adapter "
+                    "train on it afterwards)")
+    ap.add_argument("--unet-lr", type=float, default=4e-4)
+    ap.add_argument("--cn-lr", type=float, default=5e-4)
+    ap.add_argument("--t2v-lr", type=float, default=3e-4)
+    ap.add_argument("--ip-lr", type=float, default=1e-3)
+    return run(ap.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
