@@ -138,6 +138,19 @@ def test_cross_frame_attention_reduces_flicker(pipe):
 
 
 @pytest.mark.slow
+def test_eval_seed_offset_moves_every_held_out_set():
+    """``--seed-offset`` gives a validation set: other scenes, captions and reference pairs."""
+    from videdit.mini.eval import HELD_OUT, HELD_OUT_IP, held_out_scenes, reference_trials
+    from videdit.mini.eval_t2v import HELD_OUT_T2V, held_out_captions
+
+    off = 6_000_000
+    assert not np.array_equal(held_out_scenes(1)[0][0], held_out_scenes(1, HELD_OUT + off)[0][0])
+    assert not np.array_equal(reference_trials(1)[0][1], reference_trials(1, HELD_OUT_IP + off)[0][1])
+    a, b = held_out_captions(4), held_out_captions(4, HELD_OUT_T2V + off)
+    assert [w["seed"] for w in b] == [w["seed"] + off for w in a]
+    assert [w["direction"] for w in a] == [w["direction"] for w in b]  # the four directions still take turns
+
+
 def test_pool_cache_is_keyed_by_its_options(tmp_path):
     """A cached training pool is reused for the same options and rebuilt for others
     (a pool of 8-frame clips must not silently feed a 16-frame run)."""

@@ -63,11 +63,11 @@ def held_out_scenes(n: int, seed: int = HELD_OUT):
     return out
 
 
-def eval_scenes(pipe, n: int, **opts) -> dict:
+def eval_scenes(pipe, n: int, seed: int = HELD_OUT, **opts) -> dict:
     from ..io import Video
     from ..metrics import structure_fidelity
 
-    scenes = held_out_scenes(n)
+    scenes = held_out_scenes(n, seed)
     hits, f1s, rows = 0, [], []
     by_colour: dict = {}
     for k, (_, _, target) in enumerate(scenes):
@@ -140,7 +140,7 @@ def reference_trials(n: int, seed: int = HELD_OUT_IP) -> list[tuple]:
     return out
 
 
-def eval_reference(pipe, n: int, **opts) -> dict:
+def eval_reference(pipe, n: int, seed: int = HELD_OUT_IP, **opts) -> dict:
     """Gen-1-style content from an image: is the output's palette nearer the reference it was given
     than another random reference? Also the same count for the output without any reference
     (the rate the source's own colours give by chance)."""
@@ -151,7 +151,7 @@ def eval_reference(pipe, n: int, **opts) -> dict:
     hits = base = 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for i, (src, ref, other) in enumerate(reference_trials(n)):
+        for i, (src, ref, other) in enumerate(reference_trials(n, seed)):
             path = str(Path(tmp) / f"ref{i}.png")
             cv2.imwrite(path, cv2.cvtColor(ref, cv2.COLOR_RGB2BGR))
             video = Video(src[None], 24.0)
@@ -198,6 +198,9 @@ def main(argv=None):
     ap.add_argument("--noise-share", type=float, default=None, help="initial noise common to all frames (0-1)")
     ap.add_argument("--ip", type=int, default=0, help="held-out reference-image trials for the IP-Adapter")
     ap.add_argument("--ip-pipeline", default="mini-ipadapter")
+    ap.add_argument("--seed-offset", type=int, default=0,
+                    help="shift every held-out seed range by this much: a validation set for choosing settings "
+                    "(the acceptance numbers are the ones at 0)")
     ap.add_argument("--json", default=None, help="also write the numbers as JSON here")
     args = ap.parse_args(argv)
     import torch
@@ -211,8 +214,9 @@ def main(argv=None):
     pipe = load_pipeline(args.pipeline, device="cpu")
     report: dict = {"pipeline": args.pipeline, "options": opts}
     if args.scenes:
-        sc = eval_scenes(pipe, args.scenes, **opts)
-        print(f"held-out procedural scenes: {sc['scenes']} (seeds {HELD_OUT}..{HELD_OUT + sc['scenes'] - 1})")
+        first = HELD_OUT + args.seed_offset
+        sc = eval_scenes(pipe, args.scenes, seed=first, **opts)
+        print(f"held-out procedural scenes: {sc['scenes']} (seeds {first}..{first + sc['scenes'] - 1})")
         print(f"  prompt adherence (dominant hue over the shapes = named colour): {sc['colour_match']:.0%} "
               f"[target >= 90%: {'MET' if sc['colour_match'] >= 0.9 else 'NOT MET'}]")
         print(f"  structure fidelity (edge F1 vs source): mean {sc['edge_f1_mean']:.3f}, median "
@@ -238,8 +242,9 @@ def main(argv=None):
     if args.t2v:
         report["t2v"] = _report_t2v(args, {k: v for k, v in opts.items() if k != "strength"})
     if args.ip:
-        ip = eval_reference(load_pipeline(args.ip_pipeline, device="cpu"), args.ip, **opts)
-        print(f"reference image ({args.ip_pipeline}, {ip['trials']} held-out trials, seeds {HELD_OUT_IP}..):")
+        first = HELD_OUT_IP + args.seed_offset
+        ip = eval_reference(load_pipeline(args.ip_pipeline, device="cpu"), args.ip, seed=first, **opts)
+        print(f"reference image ({args.ip_pipeline}, {ip['trials']} held-out trials, seeds {first}..):")
         print(f"  output palette nearer its reference than another: {ip['nearer_reference']:.0%} "
               f"[target >= 85%: {'MET' if ip['nearer_reference'] >= 0.85 else 'NOT MET'}]; "
               f"without a reference: {ip['without_reference']:.0%}")
@@ -254,13 +259,14 @@ def _report_t2v(args, opts: dict) -> dict:
     from .eval_t2v import HELD_OUT_T2V, eval_t2v, t2v_sheet
 
     t = time.time()
+    first = HELD_OUT_T2V + args.seed_offset
     res = eval_t2v(load_pipeline(args.t2v_pipeline, kind="text2video", device="cpu"), args.t2v,
-                   frames=args.t2v_frames, **opts)
+                   frames=args.t2v_frames, seed=first, **opts)
     videos = res.pop("videos")
     if args.t2v_sheet:
         t2v_sheet(videos, res["rows"], args.t2v_sheet)
     print(f"text-to-video ({args.t2v_pipeline}, {res['clips']} held-out captions x {res['frames']} frames, "
-          f"seeds {HELD_OUT_T2V}..; {time.time() - t:.0f} s):")
+          f"seeds {first}..; {time.time() - t:.0f} s):")
     for key, name, goal in (("direction_ok", "object moves the named way", 0.8),
                             ("colour_ok", "object has the named colour", 0.9),
                             ("present", "object present in every frame", 0.9)):

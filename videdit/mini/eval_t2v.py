@@ -94,10 +94,10 @@ def judge_clip(frames: np.ndarray, want: dict) -> dict:
             "min_area": int(areas.min())}
 
 
-def eval_t2v(pipe, n: int, frames: int = 16, **opts) -> dict:
+def eval_t2v(pipe, n: int, frames: int = 16, seed: int = HELD_OUT_T2V, **opts) -> dict:
     """Generate ``n`` held-out clips and judge them; returns the rates, per-clip rows and the clips."""
     rows, clips = [], []
-    for want in held_out_captions(n):
+    for want in held_out_captions(n, seed):
         video = pipe.generate(want["prompt"], frames=frames, seed=want["seed"], **opts).frames
         rows.append(judge_clip(video, want))
         clips.append(video)
