@@ -122,7 +122,8 @@ def test_cross_frame_attention_reduces_flicker(pipe):
     """Issue 3: on a sample clip with a small model, warp error with sparse-causal < none.
 
     A random model has no appearance for frames to share, so this uses the trained
-    mini model; measured 0.0018 vs 0.0039 (ratio 0.48) on the shipped weights.
+    mini model; measured 0.0018 vs 0.0039 (ratio 0.48) on the second session's weights,
+    0.0012 vs 0.0018 (0.67) on the GPU fine-tune's (guidance 5).
     """
     import cv2
 
@@ -137,7 +138,6 @@ def test_cross_frame_attention_reduces_flicker(pipe):
     assert np.abs(outs["sparse-causal"][1:].astype(int) - outs["none"][1:].astype(int)).mean() > 0.5
 
 
-@pytest.mark.slow
 def test_eval_seed_offset_moves_every_held_out_set():
     """``--seed-offset`` gives a validation set: other scenes, captions and reference pairs."""
     from videdit.mini.eval import HELD_OUT, HELD_OUT_IP, held_out_scenes, reference_trials
@@ -196,6 +196,7 @@ def test_pool_rendering_in_worker_processes_matches_one_process():
     assert not np.array_equal(a[0][0], a[1][0])  # different seeds, different scenes
 
 
+@pytest.mark.slow
 def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path):
     """``python -m videdit.mini.gpu`` (here on the CPU, toy sizes): pools and smoke run, every stage
     fine-tunes the shipped weights to the shared deadline, and the packed parts load."""
@@ -221,6 +222,7 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path):
         assert "initialised from" in text and "done at step" in text, stage
 
 
+@pytest.mark.slow
 def test_training_stages_run_resume_and_export(tmp_path):
     """``python -m videdit.mini.train`` on a toy budget: every stage trains, checkpoints,
     resumes where it stopped, and the export loads through the ordinary loader."""
