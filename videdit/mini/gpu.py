@@ -47,11 +47,11 @@ class Runner:
     """Child processes with their output in ``<work>/<name>.out``; ``wait`` reports failures."""
 
     def __init__(self, work: Path):
-        self.work, self.procs = work, {}
+        self.work, self.procs, self.outs = work, {}, {}
 
     def start(self, name: str, cmd: list[str]) -> None:
-        out = open(self.work / f"{name}.out", "w")
-        self.procs[name] = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        self.outs[name] = open(self.work / f"{name}.out", "w")
+        self.procs[name] = subprocess.Popen(cmd, stdout=self.outs[name], stderr=subprocess.STDOUT)
         print(f"[{time.strftime('%H:%M:%S')}] started {name}", flush=True)
 
     def wait(self, *names: str) -> list[str]:
@@ -59,6 +59,7 @@ class Runner:
         failed = []
         for n in names:
             rc = self.procs[n].wait()
+            self.outs[n].close()
             print(f"[{time.strftime('%H:%M:%S')}] {n} exited {rc}", flush=True)
             if rc:
                 failed.append(n)

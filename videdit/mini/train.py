@@ -33,6 +33,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import time
 from pathlib import Path
 
@@ -479,10 +480,15 @@ def main(argv=None):
         results[st]["wall_min"] = round((time.time() - t) / 60, 2)
         log(json.dumps(results[st]))
     hist = args.work / "results.json"
-    old = json.loads(hist.read_text()) if hist.is_file() else {}
+    try:  # stages may run side by side (videdit.mini.gpu): never read a half-written file
+        old = json.loads(hist.read_text()) if hist.is_file() else {}
+    except ValueError:
+        old = {}
     old.update(results)
     args.work.mkdir(parents=True, exist_ok=True)
-    hist.write_text(json.dumps(old, indent=2))
+    tmp = hist.with_name(f"results.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(old, indent=2))
+    os.replace(tmp, hist)
     if args.no_export:
         return
     if "t2v" in stages:
