@@ -266,6 +266,14 @@ def test_training_stages_run_resume_and_export(tmp_path):
 
     assert train.load_ckpt(work, "ip-adapter")["step"] == 2
     assert (out / SUBFOLDER / WEIGHT_NAME).is_file() and (out / SUBFOLDER / "image_encoder").is_dir()
+    # fine-tuning the exported adapter (--init-from), with shuffled-patch references
+    try:
+        train.main(["--stage", "ip-adapter", *tiny, "--work", str(tmp_path / "w2"), "--init-from", str(out),
+                    "--ip-self-share", "0.5", "--ip-steps", "1", "--no-export"])
+    finally:
+        torch.set_num_threads(threads)
+    assert "initialised from" in (tmp_path / "w2" / "ip-adapter.log").read_text()
+    assert train.load_ckpt(tmp_path / "w2", "ip-adapter")["step"] == 1
 
 
 def test_x0_weighting_is_the_x0_error_weighted_by_truncated_snr():

@@ -26,6 +26,20 @@ def test_reference_shares_the_palette_not_the_layout():
     assert min(layout) > 5  # a different scene, not the same picture
 
 
+def test_shuffled_patches_keep_the_palette_exactly_and_lose_the_layout():
+    from videdit.mini.eval import palette_distance
+    from videdit.mini.train_ip import pair, shuffled_patches
+
+    for seed in range(6):
+        target = pair(seed)[0]
+        own = shuffled_patches(target, np.random.default_rng(seed))
+        assert own.shape == target.shape
+        # the same pixels, rearranged: identical colour histogram
+        assert np.array_equal(np.sort(own.reshape(-1, 3), axis=0), np.sort(target.reshape(-1, 3), axis=0))
+        assert palette_distance(own, target) < 1e-9
+        assert np.mean(np.abs(own.astype(int) - target.astype(int))) > 5  # not the same picture
+
+
 def test_adapter_round_trips_through_diffusers_loader(tmp_path):
     """Our h94-layout export is exactly what diffusers' ``load_ip_adapter`` puts on the UNet."""
     import torch

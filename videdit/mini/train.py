@@ -425,6 +425,8 @@ def main(argv=None):
     ap.add_argument("--ip-steps", type=int, default=6000)
     ap.add_argument("--ip-lr", type=float, default=5e-4)
     ap.add_argument("--ip-pool", type=int, default=4000, help="(target, reference) pairs in the IP-Adapter pool")
+    ap.add_argument("--ip-self-share", type=float, default=0.0,
+                    help="fraction of IP-Adapter references that are the target's own patches, shuffled")
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--device", default="cpu", help="torch device of the stages after the VAE (cpu, cuda)")
     ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,

@@ -112,26 +112,44 @@ def adapter_state(unet) -> dict:
 
 def make_pair_pool(args, log, vae) -> dict:
     return cached_pool(args.work / "ip-pool.npz", lambda: _render_pairs(args, log, vae),
-                       {"seed": args.seed, "pairs": args.ip_pool})
+                       {"seed": args.seed, "pairs": args.ip_pool, "self_refs": True})
+
+
+def shuffled_patches(image: np.ndarray, rng: np.random.Generator, grid: int = 4) -> np.ndarray:
+    """``image`` cut into ``grid x grid`` patches, shuffled and randomly flipped: the same colours in the
+    same proportions, none of the layout."""
+    h, w = image.shape[0] // grid, image.shape[1] // grid
+    patches = [image[i * h:(i + 1) * h, j * w:(j + 1) * w] for i in range(grid) for j in range(grid)]
+    patches = [p[::-1] if rng.random() < 0.5 else p for p in patches]
+    patches = [p[:, ::-1] if rng.random() < 0.5 else p for p in patches]
+    order = rng.permutation(len(patches))
+    rows = [np.concatenate([patches[k] for k in order[r * grid:(r + 1) * grid]], axis=1) for r in range(grid)]
+    return np.ascontiguousarray(np.concatenate(rows, axis=0))
 
 
 def _render_pair(seed: int):
+    """Pool worker: target, its reference (another scene, same palette), its own patches shuffled
+    (an exact-palette reference), caption. References are preprocessed ``(3, 64, 64)`` float16."""
     target, ref, cap = pair(seed)
-    return target, processor()(ref, return_tensors="np").pixel_values[0].astype(np.float16), cap
+    own = shuffled_patches(target, np.random.default_rng(seed + 1))
+    prep = processor()
+    return (target, prep(ref, return_tensors="np").pixel_values[0].astype(np.float16),
+            prep(own, return_tensors="np").pixel_values[0].astype(np.float16), cap)
 
 
 def _render_pairs(args, log, vae) -> dict:
     log(f"rendering reference pool: {args.ip_pool} pairs ({args.workers} workers)")
-    lat, refs, caps = [], [], []
+    lat, refs, own, caps = [], [], [], []
     seeds = [args.seed * 100_000 + 70_000 + i for i in range(args.ip_pool)]
     with process_map(args.workers) as pmap, torch.no_grad():
         vae.to(args.dev)
         for items in batched(pmap(_render_pair, seeds), 256):
-            targets = to_tensor(np.stack([t for t, _, _ in items])).to(args.dev)
+            targets = to_tensor(np.stack([it[0] for it in items])).to(args.dev)
             lat.append((vae.encode(targets).latent_dist.mode() * vae.config.scaling_factor).half().cpu().numpy())
-            refs.append(np.stack([r for _, r, _ in items]))
-            caps += [c for _, _, c in items]
-    return {"latents": np.concatenate(lat), "refs": np.concatenate(refs), "captions": np.array(caps)}
+            refs.append(np.stack([it[1] for it in items])), own.append(np.stack([it[2] for it in items]))
+            caps += [it[3] for it in items]
+    return {"latents": np.concatenate(lat), "refs": np.concatenate(refs), "self_refs": np.concatenate(own),
+            "captions": np.array(caps)}
 
 
 def train_ip_adapter(args, log):
@@ -149,7 +167,17 @@ def train_ip_adapter(args, log):
     torch.manual_seed(args.seed + 6)
     cfg = image_encoder_config()
     enc = CLIPVisionModelWithProjection(cfg).float()  # h94's config says float16
-    unet._load_ip_adapter_weights([initial_adapter(unet, cfg)])
+    start = initial_adapter(unet, cfg)
+    if args.init_from:  # fine-tune an exported adapter (h94 layout, fp16 on disk)
+        from safetensors.torch import load_file
+
+        src = args.init_from / SUBFOLDER
+        flat = load_file(str(src / WEIGHT_NAME))
+        start = {part: {k[len(part) + 1:]: v.float() for k, v in flat.items() if k.startswith(part + ".")}
+                 for part in ("image_proj", "ip_adapter")}
+        enc = CLIPVisionModelWithProjection.from_pretrained(src / "image_encoder").float()
+        log(f"initialised from {src}")
+    unet._load_ip_adapter_weights([start])
     unet.to(dev, torch.float32)
     enc.to(dev)
     adapter = [p for n, p in unet.named_parameters() if "encoder_hid_proj" in n or "_ip." in n]
@@ -173,6 +201,7 @@ def train_ip_adapter(args, log):
         f"adapter {sum(p.numel() for p in adapter) / 1e6:.2f} M")
     lat_all = torch.from_numpy(pool["latents"]).to(dev)  # float16, made float32 per batch
     refs_all = torch.from_numpy(pool["refs"]).to(dev)
+    own_all = torch.from_numpy(pool["self_refs"]).to(dev)
     with torch.no_grad():
         caps = list(pool["captions"])
         emb_all = torch.cat([te(tokenize(tok, caps[i:i + 256]).to(dev))[0] for i in range(0, len(caps), 256)])
@@ -192,7 +221,9 @@ def train_ip_adapter(args, log):
         t = torch.randint(0, 1000, (args.batch,), generator=g, device=dev)
         keep = (torch.rand(args.batch, generator=g, device=dev) >= 0.05).float()[:, None]
         with autocast(args):
-            image = enc(refs_all[idx].float()).image_embeds
+            # a share of the references are the target's own shuffled patches (its exact palette)
+            own = (torch.rand(args.batch, generator=g, device=dev) < args.ip_self_share)[:, None, None, None]
+            image = enc(torch.where(own, own_all[idx], refs_all[idx]).float()).image_embeds
             # the adapter's own "no image" is a zero embedding (what the engine feeds without --ref-image)
             image = image * keep
             eps = unet(sched.add_noise(x0, noise, t), t, encoder_hidden_states=emb,
