@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+
 class Log:
     def __init__(self, work: Path, stage: str):
         work.mkdir(parents=True, exist_ok=True)
@@ -195,6 +196,15 @@ def adamw(params, args, lr: float, weight_decay: float = 1e-2):
 
 def generator(args, seed: int) -> torch.Generator:
     return torch.Generator(device=args.dev).manual_seed(seed)
+
+
+def step_draws(args, rng: np.random.Generator, pool_size: int, batch: int, drop: float):
+    """A step's ``(g, idx, dropped)``: a device generator seeded from ``rng``, ``batch`` pool indices
+    and a caption-dropout mask (probability ``drop``). Every per-step draw comes from the device: a
+    host->device copy would make the CPU wait for the GPU each step instead of queueing the next one."""
+    g = generator(args, int(rng.integers(1 << 31)))
+    idx = torch.randint(0, pool_size, (batch,), generator=g, device=args.dev)
+    return g, idx, torch.rand(batch, generator=g, device=args.dev) < drop
 
 
 WEIGHTINGS = ("min-snr", "x0")

@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from . import data
-from .loop import (WEIGHTINGS, Log, Steps, adamw, autocast, batched, cached_pool, ema_update, eps_loss, generator,
-                   load_ckpt, process_map, setup_device, to_tensor, tokenize)
+from .loop import (WEIGHTINGS, Log, Steps, adamw, autocast, batched, cached_pool, ema_update, eps_loss, load_ckpt,
+                   process_map, setup_device, step_draws, to_tensor, tokenize)
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".mini-train"
@@ -184,12 +184,16 @@ def _render_pool(args, log) -> dict:
             "captions": np.array(caps)}
 
 
-def _same_vocab(tok, other_dir: Path) -> None:
-    """Fine-tuning exported weights needs the tokenizer they were trained with."""
+def init_from_export(log, src: Path, tok, te, unet) -> None:
+    """Load an exported text encoder and UNet (fp16 on disk) from ``src`` into ``te`` and ``unet``
+    (float32) to fine-tune them; the export's tokenizer must be ``tok``."""
     from transformers import CLIPTokenizer
 
-    if CLIPTokenizer.from_pretrained(str(other_dir)).get_vocab() != tok.get_vocab():
-        raise SystemExit(f"{other_dir}: its tokenizer differs from the one this stage builds; cannot fine-tune")
+    if CLIPTokenizer.from_pretrained(str(src / "tokenizer")).get_vocab() != tok.get_vocab():
+        raise SystemExit(f"{src}: its tokenizer differs from the one this stage builds; cannot fine-tune")
+    te.load_state_dict(type(te).from_pretrained(src / "text_encoder").float().state_dict())
+    unet.load_state_dict(type(unet).from_pretrained(src / "unet").float().state_dict())
+    log(f"initialised from {src}")
 
 
 # ---------------------------------------------------------------- stage 2: text encoder + UNet
@@ -234,11 +238,8 @@ def train_text_unet(args, log):
     torch.manual_seed(args.seed + 1)
     tok, te = build_text(args.work)
     unet = UNet2DConditionModel(**unet_config())
-    if args.init_from:  # fine-tune exported weights (fp16 on disk) instead of starting from scratch
-        _same_vocab(tok, args.init_from / "tokenizer")
-        te.load_state_dict(type(te).from_pretrained(args.init_from / "text_encoder").float().state_dict())
-        unet.load_state_dict(UNet2DConditionModel.from_pretrained(args.init_from / "unet").float().state_dict())
-        log(f"initialised from {args.init_from}")
+    if args.init_from:  # fine-tune exported weights instead of starting from scratch
+        init_from_export(log, args.init_from, tok, te, unet)
     ema_u, ema_t, params, opt, step, rng, state = joint_training(args, log, "text-unet", unet, te, args.unet_lr,
                                                                  args.seed + 1)
     sched = scheduler()
@@ -252,14 +253,10 @@ def train_text_unet(args, log):
     loop = Steps(args, log, "text-unet", opt, params, step, state, args.minutes, log_every=50)
     while loop.running(args.unet_steps):
         loop.set_lr(args.unet_steps, args.unet_lr)
-        # every per-step draw comes from a generator on the device: a host->device copy would
-        # make the CPU wait for the GPU each step instead of queueing the next one
-        g = generator(args, int(rng.integers(1 << 31)))
-        idx = torch.randint(0, len(lat_all), (args.batch,), generator=g, device=dev)
+        g, idx, drop = step_draws(args, rng, len(lat_all), args.batch, 0.1)  # caption dropout, for CFG
         x0 = lat_all[idx].float()
         if rng.random() < 0.5:
             x0 = x0.flip(-1)
-        drop = torch.rand(args.batch, generator=g, device=dev) < 0.1  # caption dropout, for CFG
         ids = torch.where(drop[:, None], empty, ids_all[idx])
         noise = torch.randn(x0.shape, generator=g, device=dev)
         t = torch.randint(0, 1000, (args.batch,), generator=g, device=dev)
@@ -318,11 +315,9 @@ def train_controlnet(args, log, kind: str):
                  lambda: {"model": cn.state_dict(), "opt": opt.state_dict(), "rng": rng}, minutes)
     while loop.running(total):
         loop.set_lr(total, args.cn_lr, warm=20)
-        g = generator(args, int(rng.integers(1 << 31)))
-        idx = torch.randint(0, len(lat_all), (args.batch,), generator=g, device=dev)
+        g, idx, drop = step_draws(args, rng, len(lat_all), args.batch, 0.1)
         x0 = lat_all[idx].float()
         c = maps[idx].float()[:, None].expand(-1, 3, -1, -1) / 255.0
-        drop = torch.rand(args.batch, generator=g, device=dev) < 0.1
         emb = torch.where(drop[:, None, None], emb_empty, emb_all[idx])
         noise = torch.randn(x0.shape, generator=g, device=dev)
         # structure is decided at high noise (and that is where restyling starts): favour it
@@ -376,11 +371,11 @@ def _prepare(args, log, stage: str) -> None:
     elif stage == "t2v":
         from .train_t2v import make_clip_pool
 
-        make_clip_pool(args, log, load_vae(args.base))
+        make_clip_pool(args, log)
     elif stage == "ip-adapter":
         from .train_ip import make_pair_pool
 
-        make_pair_pool(args, log, load_vae(args.base))
+        make_pair_pool(args, log)
 
 
 def main(argv=None):

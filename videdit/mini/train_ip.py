@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 from . import data
-from .loop import (Steps, adamw, autocast, batched, cached_pool, ema_update, eps_loss, generator, load_ckpt,
-                   process_map, to_tensor, tokenize)
-from .train import OUT, ROOT, scheduler
+from .loop import (Steps, adamw, autocast, batched, cached_pool, ema_update, eps_loss, load_ckpt, process_map,
+                   step_draws, to_tensor, tokenize)
+from .train import OUT, ROOT, load_vae, scheduler
 
 H94 = ROOT / "tests" / "hub_configs" / "h94--IP-Adapter" / "models" / "image_encoder"
 SUBFOLDER, WEIGHT_NAME = "ip-adapter", "ip-adapter_mini.safetensors"
@@ -110,8 +110,8 @@ def adapter_state(unet) -> dict:
     return {k: v.detach().cpu().contiguous() for k, v in out.items()}
 
 
-def make_pair_pool(args, log, vae) -> dict:
-    return cached_pool(args.work / "ip-pool.npz", lambda: _render_pairs(args, log, vae),
+def make_pair_pool(args, log) -> dict:
+    return cached_pool(args.work / "ip-pool.npz", lambda: _render_pairs(args, log, load_vae(args.base)),
                        {"seed": args.seed, "pairs": args.ip_pool, "self_refs": True})
 
 
@@ -153,21 +153,17 @@ def _render_pairs(args, log, vae) -> dict:
 
 
 def train_ip_adapter(args, log):
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
 
     base = args.base
-    vae = AutoencoderKL.from_pretrained(base / "vae").float().eval().requires_grad_(False)
-    pool = make_pair_pool(args, log, vae)
-    del vae
+    pool = make_pair_pool(args, log)
     dev = args.dev
     unet = UNet2DConditionModel.from_pretrained(base / "unet").float().eval().requires_grad_(False)
     te = CLIPTextModel.from_pretrained(base / "text_encoder").float().eval().requires_grad_(False).to(dev)
     tok = CLIPTokenizer.from_pretrained(str(base / "tokenizer"))
     torch.manual_seed(args.seed + 6)
     cfg = image_encoder_config()
-    enc = CLIPVisionModelWithProjection(cfg).float()  # h94's config says float16
-    start = initial_adapter(unet, cfg)
     if args.init_from:  # fine-tune an exported adapter (h94 layout, fp16 on disk)
         from safetensors.torch import load_file
 
@@ -177,6 +173,9 @@ def train_ip_adapter(args, log):
                  for part in ("image_proj", "ip_adapter")}
         enc = CLIPVisionModelWithProjection.from_pretrained(src / "image_encoder").float()
         log(f"initialised from {src}")
+    else:
+        enc = CLIPVisionModelWithProjection(cfg).float()  # h94's config says float16
+        start = initial_adapter(unet, cfg)
     unet._load_ip_adapter_weights([start])
     unet.to(dev, torch.float32)
     enc.to(dev)
@@ -212,10 +211,8 @@ def train_ip_adapter(args, log):
                           "opt": opt.state_dict(), "rng": rng}, args.minutes)
     while loop.running(args.ip_steps):
         loop.set_lr(args.ip_steps, args.ip_lr, warm=50)
-        g = generator(args, int(rng.integers(1 << 31)))  # per-step draws on the device (see text-unet)
-        idx = torch.randint(0, len(lat_all), (args.batch,), generator=g, device=dev)
+        g, idx, drop = step_draws(args, rng, len(lat_all), args.batch, 0.5)
         x0 = lat_all[idx].float()
-        drop = torch.rand(args.batch, generator=g, device=dev) < 0.5
         emb = torch.where(drop[:, None, None], emb_empty, emb_all[idx])
         noise = torch.randn(x0.shape, generator=g, device=dev)
         t = torch.randint(0, 1000, (args.batch,), generator=g, device=dev)

@@ -34,9 +34,9 @@ import numpy as np
 import torch
 
 from . import motion
-from .loop import (Steps, autocast, batched, cached_pool, ema_update, eps_loss, generator, process_map, to_tensor,
+from .loop import (Steps, autocast, batched, cached_pool, ema_update, eps_loss, process_map, step_draws, to_tensor,
                    tokenize)
-from .train import OUT, ROOT, _same_vocab, joint_training, scheduler
+from .train import OUT, ROOT, init_from_export, joint_training, load_vae, scheduler
 
 OUT_T2V = ROOT / "pipelines" / "videdit-mini-t2v"
 MODELSCOPE = ROOT / "tests" / "hub_configs" / "ali-vilab--text-to-video-ms-1.7b"
@@ -112,8 +112,8 @@ def extend_text(old_dir: Path, work: Path):
     return tok, te
 
 
-def make_clip_pool(args, log, vae) -> dict:
-    return cached_pool(args.work / "t2v-pool.npz", lambda: _render_clips(args, log, vae),
+def make_clip_pool(args, log) -> dict:
+    return cached_pool(args.work / "t2v-pool.npz", lambda: _render_clips(args, log, load_vae(args.base)),
                        {"seed": args.seed, "clips": args.t2v_pool, "frames": args.t2v_frames})
 
 
@@ -146,22 +146,15 @@ def augmented_ids(tok, captions) -> torch.Tensor:
 
 
 def train_t2v(args, log):
-    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
 
     base = args.base
-    vae = AutoencoderKL.from_pretrained(base / "vae").float().eval().requires_grad_(False)
-    pool = make_clip_pool(args, log, vae)
-    del vae
+    pool = make_clip_pool(args, log)
     torch.manual_seed(args.seed + 5)
     tok, te = extend_text(base, args.work)
     unet = inflate(UNet2DConditionModel.from_pretrained(base / "unet").float())
-    if args.init_from:  # fine-tune an exported videdit-mini-t2v (fp16 on disk)
-        from diffusers import UNet3DConditionModel
-
-        _same_vocab(tok, args.init_from / "tokenizer")
-        te.load_state_dict(type(te).from_pretrained(args.init_from / "text_encoder").float().state_dict())
-        unet.load_state_dict(UNet3DConditionModel.from_pretrained(args.init_from / "unet").float().state_dict())
-        log(f"initialised from {args.init_from}")
+    if args.init_from:  # fine-tune an exported videdit-mini-t2v
+        init_from_export(log, args.init_from, tok, te, unet)
     ema_u, ema_t, params, opt, step, rng, state = joint_training(args, log, "t2v", unet, te, args.t2v_lr,
                                                                  args.seed + 5)
     sched = scheduler()
@@ -178,14 +171,12 @@ def train_t2v(args, log):
     b = args.t2v_batch
     while loop.running(args.t2v_steps):
         loop.set_lr(args.t2v_steps, args.t2v_lr, warm=50)
-        g = generator(args, int(rng.integers(1 << 31)))  # per-step draws on the device (see text-unet)
-        idx = torch.randint(0, len(lat_all), (b,), generator=g, device=dev)
+        g, idx, drop = step_draws(args, rng, len(lat_all), b, 0.1)
         x0 = lat_all[idx].float().permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
         var = torch.randint(0, len(ids_all), (b,), generator=g, device=dev)
         if args.t2v_augment:
             x0 = torch.where((var & 1).bool()[:, None, None, None, None], x0.flip(-1), x0)
             x0 = torch.where((var & 2).bool()[:, None, None, None, None], x0.flip(2), x0)
-        drop = torch.rand(b, generator=g, device=dev) < 0.1
         ids = torch.where(drop[:, None], empty, ids_all[var, idx])
         # PYoCo's mixed noise prior (Ge et al. 2023): part of every clip's noise is common to its
         # frames, the same share the recipe samples with (noise_share), so frames start correlated.
