@@ -2,7 +2,7 @@
 
 ``data`` (scene grammar, palettes, renderer, captions), ``tokenizer`` (a CLIP BPE
 that knows the grammar's words), ``train`` (``python -m videdit.mini.train``),
-``loop`` (the plumbing the training stages share), ``eval`` (``python -m videdit.mini.eval``),
+``loop`` (the plumbing the training stages share), ``eval`` (``python -m videdit.mini.eval``), ``probe`` (the model cards' diagnostics),
 ``gpu`` (every stage on one CUDA GPU in a fixed budget). The trained components live in
 ``pipelines/videdit-mini/`` and load through the ordinary recipe ``pipelines/mini.toml``.
 """

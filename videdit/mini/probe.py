@@ -1,0 +1,140 @@
+"""Diagnostic probes of the mini models behind the model cards' "why" paragraphs.
+
+    python -m videdit.mini.probe temporal [--t2v DIR]        # do the temporal layers use coherence?
+    python -m videdit.mini.probe adapter [--base DIR]        # does the IP-Adapter carry the palette?
+    python -m videdit.mini.probe structure [--pipeline P] [--guidance G]   # the structure test's case
+
+- ``temporal``: the t2v UNet's noise-prediction error on 6 fresh training-distribution clips vs on
+  the same frames drawn from different clips (same noise, same captions), at t = 900, 600, 300.
+  A model that uses temporal coherence denoises real clips better.
+- ``adapter``: the image UNet's noise-prediction error on 64 fresh (target, reference) pairs with
+  the adapter given the pair's reference, a zero embedding, another pair's reference, and the
+  caption with a zero embedding, at t = 999, 800, 500, 200.
+- ``structure``: edge F1 of a restyle of the first 4 frames of ``samples/shapes.mp4`` for the
+  prompts of the structure test and two more (``tests/test_mini.py``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .train import OUT, ROOT, scheduler
+from .train_t2v import OUT_T2V
+
+PROMPTS = ("red shapes on a black background", "blue shapes on a black background",
+           "green shapes on a white background")
+
+
+def _eps_mse(model, x0, noise, t, **kw) -> float:
+    with torch.no_grad():
+        return float(((model(scheduler().add_noise(x0, noise, t), t, **kw).sample - noise) ** 2).mean())
+
+
+def temporal(t2v: Path, clips: int = 6, frames: int = 16) -> None:
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from . import motion
+    from .loop import to_tensor, tokenize
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL.from_pretrained(t2v / "vae").float()
+    items = [motion.motion_sample(777000 + i, frames) for i in range(clips)]
+    with torch.no_grad():
+        z = torch.stack([vae.encode(to_tensor(v)).latent_dist.mode() * vae.config.scaling_factor for v, _ in items])
+    real = z.permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
+    pick = torch.randint(0, clips, (clips, frames))
+    mixed = torch.stack([torch.stack([real[pick[b, f], :, f] for f in range(frames)], 1) for b in range(clips)])
+    unet = UNet3DConditionModel.from_pretrained(t2v / "unet").float().eval()
+    te = CLIPTextModel.from_pretrained(t2v / "text_encoder").float()
+    tok = CLIPTokenizer.from_pretrained(str(t2v / "tokenizer"))
+    with torch.no_grad():
+        emb = te(tokenize(tok, [c for _, c in items]))[0]
+    print(f"{t2v}: eps MSE, real clips vs frames drawn from different clips ({clips} clips x {frames} frames)")
+    for tval in (900, 600, 300):
+        g = torch.Generator().manual_seed(tval)
+        noise = (math.sqrt(0.5) * torch.randn((clips, real.shape[1], 1, *real.shape[3:]), generator=g)
+                 + math.sqrt(0.5) * torch.randn(real.shape, generator=g))  # the recipe's noise_share 0.5
+        t = torch.full((clips,), tval)
+        print(f"  t = {tval}: real {_eps_mse(unet, real, noise, t, encoder_hidden_states=emb):.4f}, "
+              f"mixed {_eps_mse(unet, mixed, noise, t, encoder_hidden_states=emb):.4f}")
+
+
+def adapter(base: Path, pairs: int = 64) -> None:
+    from diffusers import StableDiffusionPipeline
+    from diffusers.models import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from .loop import to_tensor, tokenize
+    from .train_ip import SUBFOLDER, WEIGHT_NAME, _render_pair
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL.from_pretrained(base / "vae").float()
+    te = CLIPTextModel.from_pretrained(base / "text_encoder").float()
+    tok = CLIPTokenizer.from_pretrained(str(base / "tokenizer"))
+    pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok,
+                                   unet=UNet2DConditionModel.from_pretrained(base / "unet").float(),
+                                   scheduler=scheduler(), safety_checker=None, feature_extractor=None,
+                                   image_encoder=None, requires_safety_checker=False)
+    pipe.load_ip_adapter(str(base), subfolder=SUBFOLDER, weight_name=WEIGHT_NAME, image_encoder_folder="image_encoder")
+    unet, enc = pipe.unet.float(), pipe.image_encoder.float()
+    items = [_render_pair(123456789 + i) for i in range(pairs)]
+    with torch.no_grad():
+        x0 = vae.encode(to_tensor(np.stack([it[0] for it in items]))).latent_dist.mode() * vae.config.scaling_factor
+        img = enc(torch.from_numpy(np.stack([it[1] for it in items])).float()).image_embeds
+        empty = te(tokenize(tok, [""]))[0].expand(pairs, -1, -1)
+        caption = te(tokenize(tok, [it[3] for it in items]))[0]
+    cases = {"reference": (empty, img), "no reference": (empty, torch.zeros_like(img)),
+             "another pair's reference": (empty, img.roll(1, 0)), "caption only": (caption, torch.zeros_like(img))}
+    print(f"{base}: eps MSE of the UNet with its IP-Adapter on {pairs} fresh pairs")
+    for tval in (999, 800, 500, 200):
+        noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(tval))
+        t = torch.full((pairs,), tval)
+        row = {name: _eps_mse(unet, x0, noise, t, encoder_hidden_states=e,
+                              added_cond_kwargs={"image_embeds": [i[:, None]]}) for name, (e, i) in cases.items()}
+        print(f"  t = {tval}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()))
+
+
+def structure(pipeline: str, guidance: float | None) -> None:
+    import cv2
+
+    from ..api import load_pipeline
+    from ..io import read_video
+    from ..metrics import structure_fidelity
+
+    pipe = load_pipeline(pipeline, device="cpu")
+    path = str(ROOT / "samples" / "shapes.mp4")
+    src = read_video(path, max_frames=4).frames
+    opts = {} if guidance is None else {"guidance": guidance}
+    print(f"{pipeline} (guidance {guidance or 'recipe'}): edge F1 of 4 frames of shapes.mp4")
+    for prompt in PROMPTS:
+        out = pipe.restyle(path, prompt, max_frames=4, **opts).frames
+        s = np.stack([cv2.resize(f, (out.shape[2], out.shape[1]), interpolation=cv2.INTER_AREA) for f in src])
+        print(f"  {prompt!r}: {structure_fidelity(s, out):.3f}")
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(prog="python -m videdit.mini.probe", description=__doc__.split("\n\n")[0])
+    ap.add_argument("probe", choices=["temporal", "adapter", "structure"])
+    ap.add_argument("--t2v", type=Path, default=OUT_T2V)
+    ap.add_argument("--base", type=Path, default=OUT, help="an image model with an ip-adapter/ folder")
+    ap.add_argument("--pipeline", default="mini")
+    ap.add_argument("--guidance", type=float, default=None)
+    ap.add_argument("--threads", type=int, default=2)
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.probe == "temporal":
+        temporal(args.t2v)
+    elif args.probe == "adapter":
+        adapter(args.base)
+    else:
+        structure(args.pipeline, args.guidance)
+
+
+if __name__ == "__main__":
+    main()
