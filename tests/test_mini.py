@@ -7,6 +7,7 @@ structure and follows the colour named in the prompt.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -197,29 +198,84 @@ def test_pool_rendering_in_worker_processes_matches_one_process():
 
 
 @pytest.mark.slow
-def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path):
+@pytest.mark.parametrize("joint", [False, True], ids=["stages", "joint-cn-v"])
+def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
     """``python -m videdit.mini.gpu`` (here on the CPU, toy sizes): pools and smoke run, every stage
-    fine-tunes the shipped weights to the shared deadline, and the packed parts load."""
+    fine-tunes the shipped weights to the shared deadline, and the packed parts load. ``joint``: the
+    ControlNet trains inside the text-unet stage, every model on the v objective."""
     import tarfile
 
     from diffusers import ControlNetModel, UNet3DConditionModel
 
-    from videdit.mini import gpu
+    from videdit.mini import gpu, train
 
     pack = tmp_path / "pack"
     rc = gpu.main(["--device", "cpu", "--minutes", "1.3", "--reserve", "15", "--work", str(tmp_path / "w"),
                    "--pack", str(pack), "--pool", "6", "--t2v-pool", "3", "--ip-pool", "6", "--batch", "2",
-                   "--t2v-batch", "1", "--workers", "2"])
+                   "--t2v-batch", "1", "--workers", "2",
+                   *(["--joint-cn", "0.5", "--objective", "v"] if joint else ["--joint-cn", "0"])])
     assert rc == 0
-    assert {p.name for p in pack.iterdir()} == {"mini.tar", "mini-t2v.tar", "mini-ip.tar", "logs.tar"}
+    assert {p.name for p in pack.iterdir()} == {"mini.tar", "mini-t2v.tar", "logs.tar"} | (
+        set() if joint else {"mini-ip.tar"})
     for name in ("mini.tar", "mini-t2v.tar"):
         assert pack.joinpath(name).stat().st_size < 16 * 2**20  # what one file back from a GPU machine may be
         tarfile.open(pack / name).extractall(tmp_path / name, filter="data")
+        assert train.objective_of(tmp_path / name) == ("v" if joint else train.objective_of(train.OUT)), name
     assert isinstance(ControlNetModel.from_pretrained(tmp_path / "mini.tar" / "controlnet-edges"), ControlNetModel)
     assert isinstance(UNet3DConditionModel.from_pretrained(tmp_path / "mini-t2v.tar" / "unet"), UNet3DConditionModel)
-    logs = {n: (tmp_path / "w" / f"{n}.log").read_text() for n in ("text-unet", "t2v", "controlnet-edges")}
+    stages = ("text-unet", "t2v") if joint else ("text-unet", "t2v", "controlnet-edges")
+    logs = {n: (tmp_path / "w" / f"{n}.log").read_text() for n in stages}
     for stage, text in logs.items():
         assert "initialised from" in text and "done at step" in text, stage
+
+
+@pytest.mark.slow
+def test_joint_controlnet_and_v_objective_fine_tune(tmp_path):
+    """``--stage text-unet --joint-cn 0.5 --objective v`` fine-tunes the shipped UNet, text encoder and
+    edge ControlNet in the same steps, resumes all three, and exports a v / zero-terminal-SNR
+    scheduler that the ordinary loader samples with; a ControlNet stage run after it in the same work
+    directory inherits the objective."""
+    import json
+
+    import torch
+
+    from videdit.api import load_pipeline
+    from videdit.io import Video
+    from videdit.mini import data, train
+
+    work, out = tmp_path / "w", tmp_path / "out"
+    shutil.copytree(train.OUT, out, ignore=shutil.ignore_patterns("ip-adapter"))
+    shutil.copytree(train.OUT / "vae", work / "vae")
+    tiny = ["--work", str(work), "--out", str(out), "--pool", "2", "--palettes", "2", "--batch", "2",
+            "--save-every", "1", "--minutes", "5", "--init-from", str(train.OUT)]
+    threads = torch.get_num_threads()
+    try:
+        train.main(["--stage", "text-unet", *tiny, "--objective", "v", "--joint-cn", "0.5", "--unet-steps", "2",
+                    "--no-export"])
+        ck = train.load_ckpt(work, "text-unet")
+        assert ck["step"] == 2 and {"x", "ema_x"} <= set(ck)
+        train.main(["--stage", "text-unet", *tiny, "--objective", "v", "--joint-cn", "0.5", "--unet-steps", "3"])
+        train.main(["--stage", "controlnet-edges", *tiny, "--cn-steps", "1", "--no-export"])
+    finally:
+        torch.set_num_threads(threads)
+    log = (work / "text-unet.log").read_text()
+    assert "resumed at step 2" in log and "objective v" in log and "controlnet trained jointly" in log
+    assert "objective v" in (work / "controlnet-edges.log").read_text()
+    cfg = json.loads((out / "scheduler" / "scheduler_config.json").read_text())
+    assert cfg["prediction_type"] == "v_prediction" and cfg["rescale_betas_zero_snr"]
+    assert train.objective_of(out) == "v" and train.objective_of(train.OUT) in ("eps", "v")
+    from safetensors.torch import load_file
+
+    shipped = load_file(train.OUT / "controlnet-edges" / "diffusion_pytorch_model.safetensors")
+    tuned = load_file(out / "controlnet-edges" / "diffusion_pytorch_model.safetensors")
+    assert any(not torch.equal(shipped[k], tuned[k]) for k in shipped)  # the ControlNet did train
+    recipe = tmp_path / "r.toml"
+    recipe.write_text((train.ROOT / "pipelines" / "mini.toml").read_text().replace("./videdit-mini", str(out)))
+    pipe = load_pipeline(str(recipe), device="cpu")
+    assert pipe.components.scheduler.config.prediction_type == "v_prediction"
+    img = data.sample(5, 128, 1)[0][0]
+    frames = pipe.restyle(Video(img[None], 24.0), "red shapes on a black background", steps=2, strength=1.0).frames
+    assert frames.shape == (1, 128, 128, 3) and frames.std() > 1
 
 
 @pytest.mark.slow
@@ -277,11 +333,11 @@ def test_training_stages_run_resume_and_export(tmp_path):
 
 
 def test_x0_weighting_is_the_x0_error_weighted_by_truncated_snr():
-    """``eps_loss(..., "x0")`` is what its docstring derives: the x0 reconstruction error
+    """``diffusion_loss(..., "x0")`` is what its docstring derives: the x0 reconstruction error
     weighted by max(SNR, 1) (within the cap), computed here the long way."""
     import torch
 
-    from videdit.mini.train import eps_loss, scheduler
+    from videdit.mini.train import diffusion_loss, scheduler
 
     sched = scheduler()
     g = torch.Generator().manual_seed(0)
@@ -293,8 +349,42 @@ def test_x0_weighting_is_the_x0_error_weighted_by_truncated_snr():
     x0_hat = (xt - (1 - ac).sqrt() * eps_hat) / ac.sqrt()
     snr = (ac / (1 - ac)).flatten()
     want = (torch.clamp(snr, min=1.0) * ((x0_hat - x0) ** 2).flatten(1).mean(1)).mean()
-    assert torch.allclose(eps_loss(sched, t, eps_hat, noise, "x0"), want, rtol=1e-4)
+
+    def loss(i, w="x0"):
+        return diffusion_loss(sched, t[i], eps_hat[i], x0[i], noise[i], w)
+
+    assert torch.allclose(loss(slice(None)), want, rtol=1e-4)
     # min-SNR weighs the same errors less at high noise: the x0 weighting is not a rescaling of it
-    ratio = eps_loss(sched, t[-1:], eps_hat[-1:], noise[-1:], "x0") / eps_loss(sched, t[:1], eps_hat[:1], noise[:1], "x0")
-    ratio_min = eps_loss(sched, t[-1:], eps_hat[-1:], noise[-1:]) / eps_loss(sched, t[:1], eps_hat[:1], noise[:1])
+    ratio = loss(slice(-1, None)) / loss(slice(0, 1))
+    ratio_min = loss(slice(-1, None), "min-snr") / loss(slice(0, 1), "min-snr")
     assert ratio > 5 * ratio_min
+
+
+def test_v_objective_zero_terminal_snr_and_its_loss():
+    """``scheduler("v")``: SD's betas rescaled to zero terminal SNR (no signal left at t = 999),
+    trailing timesteps that start there; ``diffusion_loss`` then targets the velocity and its
+    weightings are the x0 error weighted by min(SNR + 1, 5) / max(SNR, 1), finite at SNR = 0."""
+    import torch
+
+    from videdit.mini.train import diffusion_loss, scheduler
+
+    eps_s, v_s = scheduler("eps"), scheduler("v")
+    assert float(eps_s.alphas_cumprod[-1]) > 1e-3  # SD's flaw: signal left at the last step
+    assert float(v_s.alphas_cumprod[-1]) == 0.0 and v_s.config.prediction_type == "v_prediction"
+    v_s.set_timesteps(12)
+    assert int(v_s.timesteps[0]) == 999
+    g = torch.Generator().manual_seed(1)
+    x0, noise = torch.randn(5, 8, 4, 4, generator=g), torch.randn(5, 8, 4, 4, generator=g)
+    t = torch.tensor([999, 900, 500, 200, 20])
+    ac = v_s.alphas_cumprod[t].view(-1, 1, 1, 1)
+    v = ac.sqrt() * noise - (1 - ac).sqrt() * x0
+    v_hat = v + 0.1 * torch.randn(5, 8, 4, 4, generator=g)
+    xt = ac.sqrt() * x0 + (1 - ac).sqrt() * noise
+    x0_hat = ac.sqrt() * xt - (1 - ac).sqrt() * v_hat  # what DDIM recovers from a v prediction
+    snr = (ac / (1 - ac)).flatten()
+    err = ((x0_hat - x0) ** 2).flatten(1).mean(1)
+    for weighting, w in (("x0", torch.clamp(snr, min=1.0)), ("min-snr", torch.clamp(snr + 1, max=5.0))):
+        got = diffusion_loss(v_s, t, v_hat, x0, noise, weighting)
+        assert torch.isfinite(got) and torch.allclose(got, (w * err).mean(), rtol=1e-4), weighting
+    # the wrong target would be far off: the loss really is on v, not on the noise
+    assert diffusion_loss(v_s, t, noise, x0, noise) > 10 * diffusion_loss(v_s, t, v_hat, x0, noise)

@@ -11,7 +11,9 @@ components (``--init-from``) and scheduled so the GPU and the CPU cores stay bus
    is spent -- if it fails, nothing else runs;
 2. ``text-unet`` (image UNet + text encoder) beside ``t2v`` (the UNet3D);
 3. when the UNet is done: ``controlnet-edges`` and ``ip-adapter`` (both need the new
-   UNet) beside the still-running ``t2v``;
+   UNet) beside the still-running ``t2v``; or, with ``--joint-cn P`` (the default), the
+   edge ControlNet trains inside the ``text-unet`` stage for the whole budget and no
+   IP-Adapter is trained (it would need the finished UNet);
 4. every stage stops at the same deadline (``--until``, its learning rate annealed to it);
    the components are exported (fp16 safetensors) and, with ``--pack``, tarred for the trip back.
 
@@ -81,43 +83,47 @@ def run(args) -> int:
         d.mkdir(parents=True, exist_ok=True)
         if not (d / "vae").exists():  # the VAE is not retrained: the pools are encoded with the shipped one
             shutil.copytree(OUT / "vae", d / "vae")
-    common = ["--device", args.device, "--seed", "0", "--save-every", "100000", "--pool", str(args.pool),
+    obj = ["--objective", args.objective] if args.objective else []
+    common = ["--device", args.device, "--seed", "0", *obj, "--save-every", "100000", "--pool", str(args.pool),
               "--palettes", "4", "--t2v-pool", str(args.t2v_pool), "--t2v-frames", "16", "--ip-pool", str(args.ip_pool)]
-    tiny = ["--device", args.device, "--pool", "8", "--palettes", "2", "--t2v-pool", "4", "--t2v-frames", "16",
+    tiny = ["--device", args.device, *obj, "--pool", "8", "--palettes", "2", "--t2v-pool", "4", "--t2v-frames", "16",
             "--ip-pool", "8", "--batch", "4", "--t2v-batch", "2", "--unet-steps", "3", "--cn-steps", "3",
             "--t2v-steps", "3", "--ip-steps", "3", "--no-export"]
     r = Runner(work)
     w = max(1, args.workers // 3)
     r.start("pool-image", _cmd("text-unet", work, common, "--prepare", "--workers", str(w)))
     r.start("pool-t2v", _cmd("t2v", work, common, "--prepare", "--workers", str(w), "--base", str(OUT)))
-    r.start("pool-ip", _cmd("ip-adapter", work, common, "--prepare", "--workers", str(w), "--base", str(work)))
-    r.start("smoke-text-unet", _cmd("text-unet", smoke, tiny, "--init-from", str(OUT)))
+    if not args.joint_cn:
+        r.start("pool-ip", _cmd("ip-adapter", work, common, "--prepare", "--workers", str(w), "--base", str(work)))
+    joint = ["--joint-cn", str(args.joint_cn)] if args.joint_cn else []
+    r.start("smoke-text-unet", _cmd("text-unet", smoke, tiny, "--init-from", str(OUT), *joint))
     r.start("smoke-t2v", _cmd("t2v", smoke, tiny, "--init-from", str(OUT_T2V), "--base", str(OUT)))
     failed = r.wait("smoke-text-unet")
-    if not failed:
+    if not failed and not args.joint_cn:
         r.start("smoke-cn", _cmd("controlnet-edges", smoke, tiny, "--init-from", str(OUT)))
         r.start("smoke-ip", _cmd("ip-adapter", smoke, tiny, "--base", str(smoke)))
-        failed = r.wait("smoke-cn", "smoke-ip", "smoke-t2v")
+        failed = r.wait("smoke-cn", "smoke-ip")
+    failed += r.wait("smoke-t2v") if not failed else []
     if failed:
         r.kill()
         print(f"smoke run failed ({', '.join(failed)}): nothing trained", flush=True)
         return 1
-    failed = r.wait("pool-image", "pool-t2v", "pool-ip")
+    failed = r.wait(*[n for n in ("pool-image", "pool-t2v", "pool-ip") if n in r.procs])
     if failed:
         r.kill()
         return 1
 
     now = time.time()
-    t1 = now + args.unet_share * (end - now)
+    t1 = end if args.joint_cn else now + args.unet_share * (end - now)
     print(f"training: text-unet until +{t1 - t0:.0f} s, the rest until +{end - t0:.0f} s", flush=True)
     r.start("t2v", _cmd("t2v", work, common, "--init-from", str(OUT_T2V), "--base", str(OUT), "--until", str(end),
                         "--t2v-batch", str(args.t2v_batch), "--t2v-lr", str(args.t2v_lr), "--t2v-steps", "10000000",
                         "--no-export"))
     r.start("text-unet", _cmd("text-unet", work, common, "--init-from", str(OUT), "--until", str(t1), "--batch",
                               str(args.batch), "--unet-lr", str(args.unet_lr), "--unet-steps", "10000000",
-                              "--no-export"))
+                              "--no-export", *joint))
     failed = r.wait("text-unet")
-    if not failed:
+    if not failed and not args.joint_cn:
         r.start("controlnet-edges", _cmd("controlnet-edges", work, common, "--init-from", str(OUT), "--until", str(end),
                                          "--batch", str(args.batch), "--cn-lr", str(args.cn_lr), "--cn-steps",
                                          "10000000", "--no-export"))
@@ -142,14 +148,14 @@ def pack(work: Path, dest: Path) -> None:
     parts = {"mini.tar": [], "mini-t2v.tar": [], "mini-ip.tar": []}
     if (work / "unet").is_dir():
         train.export(log, work, exp / "videdit-mini")
-        parts["mini.tar"] = [p for p in ("unet", "text_encoder", "tokenizer", "controlnet-edges")
+        parts["mini.tar"] = [p for p in ("unet", "text_encoder", "tokenizer", "controlnet-edges", "scheduler")
                              if (exp / "videdit-mini" / p).is_dir()]
     if (work / "ip-adapter").is_dir():
         export_ip(log, work, exp / "videdit-mini")
         parts["mini-ip.tar"] = ["ip-adapter"]
     if (work / "t2v-unet").is_dir():
         export_t2v(log, work, exp / "videdit-mini-t2v", OUT)
-        parts["mini-t2v.tar"] = ["unet", "text_encoder", "tokenizer"]
+        parts["mini-t2v.tar"] = ["unet", "text_encoder", "tokenizer", "scheduler"]
     for name, dirs in parts.items():
         if dirs:
             root = exp / ("videdit-mini-t2v" if "t2v" in name else "videdit-mini")
@@ -183,6 +189,11 @@ def main(argv=None) -> int:
     ap.add_argument("--unet-share", type=float, default=0.45,
                     help="fraction of the training time for the image UNet (the ControlNet and IP-Adapter "
                     "train on it afterwards)")
+    ap.add_argument("--joint-cn", type=float, default=0.5,
+                    help="train the edge ControlNet inside the text-unet stage on this fraction of samples "
+                    "(0: the separate controlnet-edges and ip-adapter stages after the UNet)")
+    ap.add_argument("--objective", choices=("eps", "v"), default=None,
+                    help="what the UNets learn to predict (default: that of the shipped weights)")
     ap.add_argument("--unet-lr", type=float, default=4e-4)
     ap.add_argument("--cn-lr", type=float, default=5e-4)
     ap.add_argument("--t2v-lr", type=float, default=3e-4)

@@ -1,6 +1,6 @@
 """The training plumbing every videdit-mini stage shares: logging, checkpoints, the step loop,
 EMA, learning-rate schedule, cached training pools rendered by worker processes, the device
-(CPU or CUDA, bf16 autocast) and the weighted epsilon loss. The stages are in ``train``,
+(CPU or CUDA, bf16 autocast) and the weighted diffusion loss. The stages are in ``train``,
 ``train_t2v`` and ``train_ip``.
 """
 
@@ -208,23 +208,34 @@ def step_draws(args, rng: np.random.Generator, pool_size: int, batch: int, drop:
 
 
 WEIGHTINGS = ("min-snr", "x0")
+OBJECTIVES = ("eps", "v")
 
 
-def eps_loss(sched, t: torch.Tensor, eps: torch.Tensor, noise: torch.Tensor, weighting: str = "min-snr"):
-    """Weighted epsilon MSE over a batch (any shape with batch first).
+def diffusion_loss(sched, t: torch.Tensor, pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor,
+                   weighting: str = "min-snr") -> torch.Tensor:
+    """Weighted MSE of the model's prediction over a batch (any shape with batch first).
 
-    ``min-snr``: weight min(SNR, 5) / SNR (Hang et al. 2023, "Efficient Diffusion Training
-    via Min-SNR Weighting"). ``x0``: weight max(1, 1/SNR), capped at 50: since the eps error
-    is sqrt(SNR) times the x0 error, this weighs the *x0* error by max(SNR, 1) (truncated
-    SNR, Salimans & Ho 2022), so high-noise steps -- where layout, motion and colour are
-    decided and eps-MSE barely sees them -- count as much as the rest.
+    The target follows ``sched.config.prediction_type``: the noise (``epsilon``) or the
+    velocity ``sqrt(a) noise - sqrt(1 - a) x0`` (``v_prediction``, Salimans & Ho 2022). Both
+    weightings are defined on the *x0* error, which the prediction error is ``k`` times
+    (``k`` = SNR for eps, SNR + 1 for v):
+
+    ``min-snr``: x0 weight min(k, 5) (Hang et al. 2023, "Efficient Diffusion Training via
+    Min-SNR Weighting"); for eps that is their min(SNR, 5) / SNR on the eps error. ``x0``:
+    x0 weight max(SNR, 1) (truncated SNR, Salimans & Ho 2022), capped at 50 on the
+    prediction error, so high-noise steps -- where layout, motion and colour are decided
+    and the eps error barely sees them -- count as much as the rest. With v and a
+    zero-terminal-SNR schedule both stay finite at SNR = 0, where eps cannot be used.
     """
     ac = sched.alphas_cumprod.to(t.device)[t]
     snr = ac / (1 - ac)
+    v = sched.config.prediction_type == "v_prediction"
+    k = snr + 1 if v else snr
     if weighting == "min-snr":
-        w = torch.clamp(snr, max=5.0) / snr
+        w = torch.clamp(k, max=5.0) / k
     elif weighting == "x0":
-        w = torch.clamp(1.0 / snr, min=1.0, max=50.0)
+        w = torch.clamp(torch.clamp(snr, min=1.0) / k, max=50.0)
     else:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    return (w * ((eps.float() - noise) ** 2).flatten(1).mean(1)).mean()
+    target = sched.get_velocity(x0, noise, t) if v else noise
+    return (w * ((pred.float() - target) ** 2).flatten(1).mean(1)).mean()

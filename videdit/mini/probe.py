@@ -23,16 +23,22 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .train import OUT, ROOT, scheduler
+from .train import OUT, ROOT, objective_of, scheduler
 from .train_t2v import OUT_T2V
 
 PROMPTS = ("red shapes on a black background", "blue shapes on a black background",
            "green shapes on a white background")
 
 
-def _eps_mse(model, x0, noise, t, **kw) -> float:
+def _pred_mse(model, sched, x0, noise, t, **kw) -> float:
+    """Unweighted MSE of the model's prediction (noise or velocity, as ``sched`` says)."""
+    target = sched.get_velocity(x0, noise, t) if sched.config.prediction_type == "v_prediction" else noise
     with torch.no_grad():
-        return float(((model(scheduler().add_noise(x0, noise, t), t, **kw).sample - noise) ** 2).mean())
+        return float(((model(sched.add_noise(x0, noise, t), t, **kw).sample - target) ** 2).mean())
+
+
+def _scheduler(model_dir: Path):
+    return scheduler(objective_of(model_dir) or "eps")
 
 
 def temporal(t2v: Path, clips: int = 6, frames: int = 16) -> None:
@@ -55,14 +61,15 @@ def temporal(t2v: Path, clips: int = 6, frames: int = 16) -> None:
     tok = CLIPTokenizer.from_pretrained(str(t2v / "tokenizer"))
     with torch.no_grad():
         emb = te(tokenize(tok, [c for _, c in items]))[0]
-    print(f"{t2v}: eps MSE, real clips vs frames drawn from different clips ({clips} clips x {frames} frames)")
+    sched = _scheduler(t2v)
+    print(f"{t2v}: {sched.config.prediction_type} MSE, real clips vs frames drawn from different clips ({clips} clips x {frames} frames)")
     for tval in (900, 600, 300):
         g = torch.Generator().manual_seed(tval)
         noise = (math.sqrt(0.5) * torch.randn((clips, real.shape[1], 1, *real.shape[3:]), generator=g)
                  + math.sqrt(0.5) * torch.randn(real.shape, generator=g))  # the recipe's noise_share 0.5
         t = torch.full((clips,), tval)
-        print(f"  t = {tval}: real {_eps_mse(unet, real, noise, t, encoder_hidden_states=emb):.4f}, "
-              f"mixed {_eps_mse(unet, mixed, noise, t, encoder_hidden_states=emb):.4f}")
+        print(f"  t = {tval}: real {_pred_mse(unet, sched, real, noise, t, encoder_hidden_states=emb):.4f}, "
+              f"mixed {_pred_mse(unet, sched, mixed, noise, t, encoder_hidden_states=emb):.4f}")
 
 
 def adapter(base: Path, pairs: int = 64) -> None:
@@ -79,7 +86,7 @@ def adapter(base: Path, pairs: int = 64) -> None:
     tok = CLIPTokenizer.from_pretrained(str(base / "tokenizer"))
     pipe = StableDiffusionPipeline(vae=vae, text_encoder=te, tokenizer=tok,
                                    unet=UNet2DConditionModel.from_pretrained(base / "unet").float(),
-                                   scheduler=scheduler(), safety_checker=None, feature_extractor=None,
+                                   scheduler=_scheduler(base), safety_checker=None, feature_extractor=None,
                                    image_encoder=None, requires_safety_checker=False)
     pipe.load_ip_adapter(str(base), subfolder=SUBFOLDER, weight_name=WEIGHT_NAME, image_encoder_folder="image_encoder")
     unet, enc = pipe.unet.float(), pipe.image_encoder.float()
@@ -91,11 +98,12 @@ def adapter(base: Path, pairs: int = 64) -> None:
         caption = te(tokenize(tok, [it[3] for it in items]))[0]
     cases = {"reference": (empty, img), "no reference": (empty, torch.zeros_like(img)),
              "another pair's reference": (empty, img.roll(1, 0)), "caption only": (caption, torch.zeros_like(img))}
-    print(f"{base}: eps MSE of the UNet with its IP-Adapter on {pairs} fresh pairs")
+    sched = pipe.scheduler
+    print(f"{base}: {sched.config.prediction_type} MSE of the UNet with its IP-Adapter on {pairs} fresh pairs")
     for tval in (999, 800, 500, 200):
         noise = torch.randn(x0.shape, generator=torch.Generator().manual_seed(tval))
         t = torch.full((pairs,), tval)
-        row = {name: _eps_mse(unet, x0, noise, t, encoder_hidden_states=e,
+        row = {name: _pred_mse(unet, sched, x0, noise, t, encoder_hidden_states=e,
                               added_cond_kwargs={"image_embeds": [i[:, None]]}) for name, (e, i) in cases.items()}
         print(f"  t = {tval}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()))
 

@@ -42,8 +42,8 @@ import torch
 import torch.nn.functional as F
 
 from . import data
-from .loop import (WEIGHTINGS, Log, Steps, adamw, autocast, batched, cached_pool, ema_update, eps_loss, load_ckpt,
-                   process_map, setup_device, step_draws, to_tensor, tokenize)
+from .loop import (OBJECTIVES, WEIGHTINGS, Log, Steps, adamw, autocast, batched, cached_pool, diffusion_loss, ema_update,
+                   load_ckpt, process_map, setup_device, step_draws, to_tensor, tokenize)
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".mini-train"
@@ -86,11 +86,30 @@ def text_config(vocab_size: int, bos: int, eos: int):
                           hidden_act="quick_gelu")
 
 
-def scheduler():
+def scheduler(objective: str = "eps"):
+    """SD 1.5's DDIM schedule with the model's objective: ``eps`` (SD 1.5's), or ``v``: velocity
+    prediction on the same betas rescaled to zero terminal SNR, sampled with trailing timesteps
+    (Lin et al. 2024, "Common Diffusion Noise Schedules and Sample Steps are Flawed"). SD's
+    schedule leaves ~7 % of the signal at t = 999, so a model learns to read the global colour
+    and layout off that leak instead of off the prompt, and at inference, from pure noise, it
+    paints a mean colour: the "black background" the mini model ignored."""
     from diffusers import DDIMScheduler
 
+    if objective not in OBJECTIVES:
+        raise ValueError(f"objective must be one of {OBJECTIVES}, got {objective!r}")
+    v = objective == "v"
     return DDIMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                         clip_sample=False, set_alpha_to_one=False, steps_offset=1, prediction_type="epsilon")
+                         clip_sample=False, set_alpha_to_one=False, steps_offset=0 if v else 1,
+                         prediction_type="v_prediction" if v else "epsilon", rescale_betas_zero_snr=v,
+                         timestep_spacing="trailing" if v else "leading")
+
+
+def objective_of(model_dir: Path | None) -> str | None:
+    """The objective of an exported model (its scheduler config), None when it has none."""
+    cfg = Path(model_dir) / "scheduler" / "scheduler_config.json" if model_dir else None
+    if not cfg or not cfg.is_file():
+        return None
+    return "v" if json.loads(cfg.read_text()).get("prediction_type") == "v_prediction" else "eps"
 
 
 # ---------------------------------------------------------------- stage 1: VAE
@@ -208,30 +227,60 @@ def build_text(work: Path):
     return tok, te
 
 
-def joint_training(args, log, stage: str, unet, te, lr: float, seed: int):
-    """UNet + text encoder trained together: EMA copies, AdamW, and resume from ``<work>/<stage>.pt``.
+def joint_training(args, log, stage: str, unet, te, lr: float, seed: int, extra=None):
+    """UNet + text encoder (+ ``extra``, a model trained in the same steps) trained together: EMA
+    copies, AdamW, and resume from ``<work>/<stage>.pt``.
 
-    Returns ``(ema_u, ema_t, params, opt, step, rng, state)``; ``state()`` is the checkpoint body."""
-    unet.to(args.dev), te.to(args.dev)
-    ema_u, ema_t = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(te).requires_grad_(False)
-    params = list(unet.parameters()) + list(te.parameters())
+    Returns ``(pairs, params, opt, step, rng, state)``: ``pairs`` = ``[(ema, model), ...]`` in
+    the order unet, text encoder[, extra]; ``state()`` is the checkpoint body."""
+    models = [unet, te] + ([extra] if extra is not None else [])
+    for m in models:
+        m.to(args.dev)
+    pairs = [(copy.deepcopy(m).requires_grad_(False), m) for m in models]
+    params = [p for m in models for p in m.parameters()]
     opt = adamw(params, args, lr)
     step, rng = 0, np.random.default_rng(seed)
+    keys = ("unet", "te", "x")
     ck = load_ckpt(args.work, stage, args.dev)
     if ck:
-        unet.load_state_dict(ck["unet"]), te.load_state_dict(ck["te"]), opt.load_state_dict(ck["opt"])
-        ema_u.load_state_dict(ck["ema_u"]), ema_t.load_state_dict(ck["ema_t"])
+        for key, (ema, m) in zip(keys, pairs):
+            m.load_state_dict(ck[key]), ema.load_state_dict(ck["ema_" + key.replace("unet", "u").replace("te", "t")])
+        opt.load_state_dict(ck["opt"])
         step, rng = ck["step"], ck["rng"]
         log(f"resumed at step {step}")
 
     def state():
-        return {"unet": unet.state_dict(), "te": te.state_dict(), "opt": opt.state_dict(),
-                "ema_u": ema_u.state_dict(), "ema_t": ema_t.state_dict(), "rng": rng}
+        body = {"opt": opt.state_dict(), "rng": rng}
+        for key, (ema, m) in zip(keys, pairs):
+            body[key] = m.state_dict()
+            body["ema_" + key.replace("unet", "u").replace("te", "t")] = ema.state_dict()
+        return body
 
-    return ema_u, ema_t, params, opt, step, rng, state
+    return pairs, params, opt, step, rng, state
+
+
+def edge_controlnet(args, log, unet):
+    """The edge ControlNet to train: the exported one of ``--init-from``, else a copy of ``unet``."""
+    from diffusers import ControlNetModel
+
+    if args.init_from:  # fine-tune an exported ControlNet (fp16 on disk)
+        log(f"controlnet initialised from {args.init_from / 'controlnet-edges'}")
+        return ControlNetModel.from_pretrained(args.init_from / "controlnet-edges").float()
+    return ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64, 64))
+
+
+def edge_cond(edges: torch.Tensor) -> torch.Tensor:
+    """``(B, H, W) uint8`` canny maps -> the ControlNet's ``(B, 3, H, W)`` float input in [0, 1]."""
+    return edges.float()[:, None].expand(-1, 3, -1, -1) / 255.0
 
 
 def train_text_unet(args, log):
+    """Text encoder + UNet; with ``--joint-cn P`` the edge ControlNet trains in the same steps.
+
+    Jointly, each sample goes through the ControlNet with probability ``P`` (its residuals
+    masked to zero otherwise), so the UNet learns to use the residuals while staying a
+    plain text-to-image model for the rest (the t2v and IP-Adapter stages use it alone).
+    Trained separately, a ControlNet must adapt to a fixed UNet; here both meet halfway."""
     from diffusers import UNet2DConditionModel
 
     pool = make_pool(args, log)
@@ -240,35 +289,51 @@ def train_text_unet(args, log):
     unet = UNet2DConditionModel(**unet_config())
     if args.init_from:  # fine-tune exported weights instead of starting from scratch
         init_from_export(log, args.init_from, tok, te, unet)
-    ema_u, ema_t, params, opt, step, rng, state = joint_training(args, log, "text-unet", unet, te, args.unet_lr,
-                                                                 args.seed + 1)
-    sched = scheduler()
+    cn = edge_controlnet(args, log, unet).to(args.dev) if args.joint_cn else None
+    pairs, params, opt, step, rng, state = joint_training(args, log, "text-unet", unet, te, args.unet_lr,
+                                                          args.seed + 1, extra=cn)
+    sched = scheduler(args.objective)
     log(f"params unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, "
-        f"text {sum(p.numel() for p in te.parameters()) / 1e6:.2f} M")
+        f"text {sum(p.numel() for p in te.parameters()) / 1e6:.2f} M, objective {args.objective}"
+        + (f", controlnet trained jointly on {args.joint_cn:.0%} of samples" if cn is not None else ""))
     dev = args.dev
     lat_all = torch.from_numpy(pool["latents"]).to(dev)  # float16, made float32 per batch
+    edges_all = torch.from_numpy(pool["edges"]).to(dev) if cn is not None else None
     ids_all = tokenize(tok, pool["captions"]).to(dev)
     empty = tokenize(tok, [""])[0].to(dev)
     unet.train(), te.train()
+    if cn is not None:
+        cn.train()
     loop = Steps(args, log, "text-unet", opt, params, step, state, args.minutes, log_every=50)
     while loop.running(args.unet_steps):
         loop.set_lr(args.unet_steps, args.unet_lr)
         g, idx, drop = step_draws(args, rng, len(lat_all), args.batch, 0.1)  # caption dropout, for CFG
         x0 = lat_all[idx].float()
-        if rng.random() < 0.5:
+        flip = rng.random() < 0.5
+        if flip:
             x0 = x0.flip(-1)
         ids = torch.where(drop[:, None], empty, ids_all[idx])
         noise = torch.randn(x0.shape, generator=g, device=dev)
         t = torch.randint(0, 1000, (args.batch,), generator=g, device=dev)
         xt = sched.add_noise(x0, noise, t)
         with autocast(args):
-            eps = unet(xt, t, encoder_hidden_states=te(ids)[0]).sample
-        loop.update(eps_loss(sched, t, eps, noise, args.unet_weighting))
-        ema_update(ema_u, unet, loop.step - 1), ema_update(ema_t, te, loop.step - 1)
+            emb = te(ids)[0]
+            res = {}
+            if cn is not None:
+                c = edge_cond(edges_all[idx].flip(-1) if flip else edges_all[idx])
+                on = (torch.rand(args.batch, generator=g, device=dev) < args.joint_cn).float()[:, None, None, None]
+                down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=c, return_dict=False)
+                res = {"down_block_additional_residuals": [d * on for d in down],
+                       "mid_block_additional_residual": mid * on}
+            pred = unet(xt, t, encoder_hidden_states=emb, **res).sample
+        loop.update(diffusion_loss(sched, t, pred, x0, noise, args.unet_weighting))
+        for ema, m in pairs:
+            ema_update(ema, m, loop.step - 1)
     loop.save()
     step, ema_loss = loop.step, loop.loss
-    ema_u.save_pretrained(args.work / "unet")
-    ema_t.save_pretrained(args.work / "text_encoder")
+    for (ema, _), name in zip(pairs, ("unet", "text_encoder", "controlnet-edges")):
+        ema.save_pretrained(args.work / name)
+    sched.save_pretrained(args.work / "scheduler")
     log(f"done at step {step}, loss {ema_loss or float('nan'):.4f}")
     return {"steps": step, "loss": ema_loss}
 
@@ -287,21 +352,23 @@ def train_controlnet(args, log, kind: str):
 
     tok = CLIPTokenizer.from_pretrained(str(args.work / "tokenizer"))
     torch.manual_seed(args.seed + 2)
-    if args.init_from:  # fine-tune an exported ControlNet (fp16 on disk)
+    if kind == "edges":
+        cn = edge_controlnet(args, log, unet)
+    elif args.init_from:
         cn = ControlNetModel.from_pretrained(args.init_from / name).float()
         log(f"initialised from {args.init_from / name}")
     else:
         cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64, 64))
     cn.to(dev)
     opt = adamw(cn.parameters(), args, args.cn_lr)
-    sched = scheduler()
+    sched = scheduler(args.objective)
     step, rng = 0, np.random.default_rng(args.seed + (3 if kind == "edges" else 4))
     ck = load_ckpt(args.work, name, dev)
     if ck:
         cn.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"])
         step, rng = ck["step"], ck["rng"]
         log(f"resumed at step {step}")
-    log(f"params {sum(p.numel() for p in cn.parameters()) / 1e6:.2f} M")
+    log(f"params {sum(p.numel() for p in cn.parameters()) / 1e6:.2f} M, objective {args.objective}")
     lat_all = torch.from_numpy(pool["latents"]).to(dev)
     maps = torch.from_numpy(pool["edges"] if kind == "edges" else pool["depth"]).to(dev)
     with torch.no_grad():
@@ -317,7 +384,7 @@ def train_controlnet(args, log, kind: str):
         loop.set_lr(total, args.cn_lr, warm=20)
         g, idx, drop = step_draws(args, rng, len(lat_all), args.batch, 0.1)
         x0 = lat_all[idx].float()
-        c = maps[idx].float()[:, None].expand(-1, 3, -1, -1) / 255.0
+        c = edge_cond(maps[idx])
         emb = torch.where(drop[:, None, None], emb_empty, emb_all[idx])
         noise = torch.randn(x0.shape, generator=g, device=dev)
         # structure is decided at high noise (and that is where restyling starts): favour it
@@ -327,7 +394,7 @@ def train_controlnet(args, log, kind: str):
             down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=c, return_dict=False)
             eps = unet(xt, t, encoder_hidden_states=emb, down_block_additional_residuals=down,
                        mid_block_additional_residual=mid).sample
-        loop.update(eps_loss(sched, t, eps, noise))
+        loop.update(diffusion_loss(sched, t, eps, x0, noise))
     loop.save()
     step, ema_loss = loop.step, loop.loss
     cn.save_pretrained(args.work / name)
@@ -354,7 +421,11 @@ def export(log, work: Path = WORK, out: Path = OUT):
             m = cls.from_pretrained(work / name).half()
             shutil.rmtree(out / name, ignore_errors=True)
             m.save_pretrained(out / name, safe_serialization=True)
-    scheduler().save_pretrained(out / "scheduler")
+    if (work / "scheduler").is_dir():  # the objective the UNet was trained with (text-unet stage)
+        shutil.rmtree(out / "scheduler", ignore_errors=True)
+        shutil.copytree(work / "scheduler", out / "scheduler")
+    elif not (out / "scheduler").is_dir():
+        scheduler().save_pretrained(out / "scheduler")
     index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": "0.42.1",
              "feature_extractor": [None, None], "safety_checker": [None, None],
              "requires_safety_checker": False, "scheduler": ["diffusers", "DDIMScheduler"],
@@ -406,6 +477,11 @@ def main(argv=None):
     ap.add_argument("--t2v-pool", type=int, default=2000, help="clips in the t2v pool")
     ap.add_argument("--t2v-augment", action=argparse.BooleanOptionalAction, default=True,
                     help="also train on the pool's clips mirrored and played backwards, captions to match")
+    ap.add_argument("--objective", choices=OBJECTIVES, default=None,
+                    help="what the UNets predict: eps (SD 1.5's) or v with a zero-terminal-SNR schedule; "
+                    "default: that of the --init-from / --base export, else eps")
+    ap.add_argument("--joint-cn", type=float, default=0.0,
+                    help="text-unet stage: also train the edge ControlNet, applied to this fraction of samples")
     ap.add_argument("--unet-weighting", choices=WEIGHTINGS, default="min-snr",
                     help="loss weighting of the text-unet stage")
     ap.add_argument("--t2v-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the t2v stage")
@@ -440,6 +516,10 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     setup_device(args)
     args.base = args.base or args.out
+    if args.objective is None:  # a fine-tune keeps its model's objective; the ControlNet, its UNet's
+        src = {"text-unet": args.init_from, "t2v": args.init_from or args.base}.get(
+            args.stage, args.work if (args.work / "scheduler").is_dir() else args.base)
+        args.objective = objective_of(src) or "eps"
     defaults = {"vae": 14, "text-unet": 28, "controlnet-edges": 11, "controlnet-depth": 3, "t2v": 45,
                 "ip-adapter": 30}
     stages = {"all": ["vae", "text-unet", "controlnet-edges", "controlnet-depth", "export", "t2v",

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 
 from . import data
-from .loop import (Steps, adamw, autocast, batched, cached_pool, ema_update, eps_loss, load_ckpt, process_map,
+from .loop import (Steps, adamw, autocast, batched, cached_pool, diffusion_loss, ema_update, load_ckpt, process_map,
                    step_draws, to_tensor, tokenize)
 from .train import OUT, ROOT, load_vae, scheduler
 
@@ -185,7 +185,7 @@ def train_ip_adapter(args, log):
     params = list(enc.parameters()) + adapter
     ema = copy.deepcopy(params)
     opt = adamw(params, args, args.ip_lr)
-    sched = scheduler()
+    sched = scheduler(args.objective)
     step, rng = 0, np.random.default_rng(args.seed + 6)
     ck = load_ckpt(args.work, "ip-adapter", dev)
     if ck:
@@ -225,7 +225,7 @@ def train_ip_adapter(args, log):
             image = image * keep
             eps = unet(sched.add_noise(x0, noise, t), t, encoder_hidden_states=emb,
                        added_cond_kwargs={"image_embeds": [image[:, None]]}).sample
-        loop.update(eps_loss(sched, t, eps, noise, args.ip_weighting))
+        loop.update(diffusion_loss(sched, t, eps, x0, noise, args.ip_weighting))
         ema_update(ema, params, loop.step - 1, decay=0.998)
     loop.save()
     with torch.no_grad():

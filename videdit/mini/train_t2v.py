@@ -34,13 +34,13 @@ import numpy as np
 import torch
 
 from . import motion
-from .loop import (Steps, autocast, batched, cached_pool, ema_update, eps_loss, process_map, step_draws, to_tensor,
+from .loop import (Steps, autocast, batched, cached_pool, diffusion_loss, ema_update, process_map, step_draws, to_tensor,
                    tokenize)
 from .train import OUT, ROOT, init_from_export, joint_training, load_vae, scheduler
 
 OUT_T2V = ROOT / "pipelines" / "videdit-mini-t2v"
 MODELSCOPE = ROOT / "tests" / "hub_configs" / "ali-vilab--text-to-video-ms-1.7b"
-SHARED = ("vae", "scheduler")  # linked to videdit-mini's, not copied
+SHARED = ("vae",)  # linked to videdit-mini's, not copied
 
 
 def unet3d_config(image_unet_config: dict) -> dict:
@@ -155,9 +155,10 @@ def train_t2v(args, log):
     unet = inflate(UNet2DConditionModel.from_pretrained(base / "unet").float())
     if args.init_from:  # fine-tune an exported videdit-mini-t2v
         init_from_export(log, args.init_from, tok, te, unet)
-    ema_u, ema_t, params, opt, step, rng, state = joint_training(args, log, "t2v", unet, te, args.t2v_lr,
-                                                                 args.seed + 5)
-    sched = scheduler()
+    pairs, params, opt, step, rng, state = joint_training(args, log, "t2v", unet, te, args.t2v_lr, args.seed + 5)
+    (ema_u, _), (ema_t, _) = pairs
+    sched = scheduler(args.objective)
+    log(f"objective {args.objective}")
     log(f"params unet3d {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M")
     dev = args.dev
     lat_all = torch.from_numpy(pool["latents"]).to(dev)  # (N, F, C, h, w) float16
@@ -187,18 +188,20 @@ def train_t2v(args, log):
         xt = sched.add_noise(x0, noise, t)
         with autocast(args):
             eps = unet(xt, t, encoder_hidden_states=te(ids)[0]).sample
-        loop.update(eps_loss(sched, t, eps, noise, args.t2v_weighting))
+        loop.update(diffusion_loss(sched, t, eps, x0, noise, args.t2v_weighting))
         ema_update(ema_u, unet, loop.step - 1, decay=0.998), ema_update(ema_t, te, loop.step - 1, decay=0.998)
     loop.save()
     ema_u.save_pretrained(args.work / "t2v-unet")
     ema_t.save_pretrained(args.work / "t2v-text_encoder")
+    sched.save_pretrained(args.work / "t2v-scheduler")
     log(f"done at step {loop.step}, loss {loop.loss or float('nan'):.4f}")
     return {"steps": loop.step, "loss": loop.loss}
 
 
 def export_t2v(log, work: Path, out: Path = OUT_T2V, image_model: Path = OUT):
     """Write ``pipelines/videdit-mini-t2v/``: own UNet3D, tokenizer and text encoder (fp16 safetensors);
-    VAE and scheduler are relative links to ``image_model``'s (shared, not copied)."""
+    the VAE is a relative link to ``image_model``'s (shared, not copied); the scheduler config is its
+    own (the objective it was trained with)."""
     import shutil
 
     from diffusers import UNet3DConditionModel
@@ -211,6 +214,13 @@ def export_t2v(log, work: Path, out: Path = OUT_T2V, image_model: Path = OUT):
         m = cls.from_pretrained(work / f"t2v-{name}").half()
         shutil.rmtree(out / name, ignore_errors=True)
         m.save_pretrained(out / name, safe_serialization=True)
+    if (out / "scheduler").is_symlink():  # linked to the image model's before its objective could differ
+        (out / "scheduler").unlink()
+    shutil.rmtree(out / "scheduler", ignore_errors=True)
+    if (work / "t2v-scheduler").is_dir():
+        shutil.copytree(work / "t2v-scheduler", out / "scheduler")
+    else:
+        shutil.copytree(image_model / "scheduler", out / "scheduler")
     for name in SHARED:
         link = out / name
         if link.is_symlink() or link.is_file():
@@ -224,4 +234,4 @@ def export_t2v(log, work: Path, out: Path = OUT_T2V, image_model: Path = OUT):
              "vae": ["diffusers", "AutoencoderKL"]}
     (out / "model_index.json").write_text(json.dumps(index, indent=2) + "\n")
     size = sum(f.stat().st_size for f in out.rglob("*.safetensors") if not any(p.is_symlink() for p in f.parents))
-    log(f"exported to {out} ({size / 1e6:.1f} MB of own safetensors; vae, scheduler linked)")
+    log(f"exported to {out} ({size / 1e6:.1f} MB of own safetensors; vae linked)")
