@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = ROOT / "pipelines" / "videdit-mini"
 
 # Bars measured on the shipped weights (see pipelines/videdit-mini/README.md), with margin.
-EDGE_F1_MIN = 0.2  # measured 0.29 on samples/shapes.mp4 (4 frames)
-CHANCE_MARGIN = 1.3  # measured 1.6x the F1 against the mirrored source
+EDGE_F1_MIN = 0.4  # measured 0.63 on samples/shapes.mp4 (4 frames; 0.29 before the fifth session's weights)
+CHANCE_MARGIN = 2.0  # measured 5.2x the F1 against the source mirrored upside down
 COLOUR_FRAMES_MIN = 2  # of 3
 
 
@@ -101,14 +101,19 @@ def test_mini_restyle_is_not_trivial_and_follows_structure(pipe):
     # not trivial: not constant, not the input returned unchanged
     assert out.std() > 10 and np.abs(out.astype(int) - src.astype(int)).mean() > 5
     # follows the structure: its edges match the source's, and clearly better than they
-    # match the same source mirrored (the same shapes and colours in other places)
+    # match the same source mirrored (the same shapes and colours in other places). Only
+    # mirrors that really move the source's edges count: this clip's shapes sit about its
+    # vertical axis, so its left-right mirror matches the source itself (edge F1 0.67).
     f1 = structure_fidelity(src, out)
-    chance = max(structure_fidelity(src[:, :, ::-1], out), structure_fidelity(src[:, ::-1], out))
+    mirrors = [m for m in (src[:, :, ::-1], src[:, ::-1], src[:, ::-1, ::-1]) if structure_fidelity(src, m) < 0.5]
+    assert mirrors
+    chance = max(structure_fidelity(m, out) for m in mirrors)
     assert f1 >= EDGE_F1_MIN and f1 >= CHANCE_MARGIN * chance, (f1, chance)
 
 
-@pytest.mark.xfail(reason="acceptance not met yet: the shipped videdit-mini follows a named colour on only "
-                          "24% of held-out scenes (see pipelines/videdit-mini/README.md)", strict=False)
+@pytest.mark.xfail(reason="acceptance not met yet: the shipped videdit-mini follows a named colour on 86% of "
+                          "held-out scenes, and red comes out orange (its VAE round trip shifts red's hue by ~20 "
+                          "degrees; see pipelines/videdit-mini/README.md)", strict=False)
 def test_mini_restyle_follows_colour(pipe):
     from videdit.io import Video
     from videdit.mini.eval import dominant_colour
@@ -124,17 +129,20 @@ def test_cross_frame_attention_reduces_flicker(pipe):
 
     A random model has no appearance for frames to share, so this uses the trained
     mini model; measured 0.0018 vs 0.0039 (ratio 0.48) on the second session's weights,
-    0.0012 vs 0.0018 (0.67) on the GPU fine-tune's (guidance 5).
+    0.0012 vs 0.0018 (0.67) on the GPU fine-tune's (guidance 5). The fifth session's
+    weights and recipe (strength 0.9, one shared initial noise) flicker 4x less in both
+    modes and attention's share shows over the whole clip, not in its first 6 frames:
+    0.00036 vs 0.00045 (0.81) on all 48 frames, 1.04 on the first 6.
     """
     import cv2
 
     from videdit.metrics import temporal_consistency
 
     path, prompt = str(ROOT / "samples" / "shapes.mp4"), "red and yellow shapes on a black background"
-    outs = {m: pipe.restyle(path, prompt, consistency=m, max_frames=6).frames for m in ("sparse-causal", "none")}
-    src = np.stack([cv2.resize(f, (128, 128), interpolation=cv2.INTER_AREA) for f in _clip("shapes", 6)])
+    outs = {m: pipe.restyle(path, prompt, consistency=m).frames for m in ("sparse-causal", "none")}
+    src = np.stack([cv2.resize(f, (128, 128), interpolation=cv2.INTER_AREA) for f in _clip("shapes", None)])
     err = {m: temporal_consistency(src, o)["output"] for m, o in outs.items()}
-    assert err["sparse-causal"] < 0.92 * err["none"], err
+    assert len(src) == 48 and err["sparse-causal"] < 0.92 * err["none"], err
     # the modes really differ (frame 0 is the anchor in both, so it matches)
     assert np.abs(outs["sparse-causal"][1:].astype(int) - outs["none"][1:].astype(int)).mean() > 0.5
 

@@ -23,7 +23,8 @@ def test_inflated_unet3d_is_the_image_unet_per_frame():
     exact identities (shuffling the frames shuffles the output, bit for bit up to float
     error), and the spatial layers are the image model's. Those are exact except at the
     128-channel levels, where UNet3D's single head size gives 8 heads of 16 for the image
-    model's 4 of 32 (same weights, finer split; see ``unet3d_config``): measured 0.3 %."""
+    model's 4 of 32 (same weights, finer split; see ``unet3d_config``): exact against the image
+    model given the same split, 1.8 % off the shipped split."""
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -40,10 +41,15 @@ def test_inflated_unet3d_is_the_image_unet_per_frame():
         with torch.no_grad():
             return video(x.permute(1, 0, 2, 3)[None], t, encoder_hidden_states=cond).sample[0].permute(1, 0, 2, 3)
 
+    # the image model with UNet3D's head split (8 heads of 16 at 128 channels): same weights
+    same_heads = UNet2DConditionModel.from_config({**image.config, "attention_head_dim": (4, 4, 8)}).eval()
+    same_heads.load_state_dict(image.state_dict())
     with torch.no_grad():
-        per_frame = image(frames, t.repeat(4), encoder_hidden_states=cond.repeat(4, 1, 1)).sample
+        per_frame = same_heads(frames, t.repeat(4), encoder_hidden_states=cond.repeat(4, 1, 1)).sample
+        as_shipped = image(frames, t.repeat(4), encoder_hidden_states=cond.repeat(4, 1, 1)).sample
     out = run(frames)
-    assert (out - per_frame).norm() / per_frame.norm() < 0.01
+    assert (out - per_frame).norm() / per_frame.norm() < 1e-5
+    assert (out - as_shipped).norm() / as_shipped.norm() < 0.05  # the finer split alone: 1.8 % measured
     order = torch.tensor([2, 0, 3, 1])
     assert torch.allclose(run(frames[order]), out[order], atol=1e-5)
     # the temporal layers are really there (trainable) and, once trained, tie frames together in

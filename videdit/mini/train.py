@@ -122,28 +122,45 @@ def vae_batch(rng, batch, crop=64):
 
 
 def train_vae(args, log):
+    """The autoencoder; with ``--init-from DIR --vae-decoder-only``, a fine-tune of the exported
+    VAE's decoder alone: the encoder, and so every latent the UNets were trained on, and the
+    scaling factor stay exactly as they are, so the other components need no retraining."""
     from diffusers import AutoencoderKL
 
     torch.manual_seed(args.seed)
-    vae = AutoencoderKL(**vae_config())
-    opt = torch.optim.AdamW(vae.parameters(), lr=args.vae_lr, weight_decay=0.0)
+    decoder_only = bool(args.init_from and args.vae_decoder_only)
+    if args.vae_decoder_only and not args.init_from:
+        raise SystemExit("--vae-decoder-only fine-tunes an exported VAE: give --init-from DIR")
+    if args.init_from:
+        vae = AutoencoderKL.from_pretrained(args.init_from / "vae").float()
+        log(f"initialised from {args.init_from / 'vae'}" + (" (decoder only)" if decoder_only else ""))
+    else:
+        vae = AutoencoderKL(**vae_config())
+    if decoder_only:
+        vae.encoder.requires_grad_(False), vae.quant_conv.requires_grad_(False)
+    params = [p for p in vae.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=args.vae_lr, weight_decay=0.0)
     step, rng = 0, np.random.default_rng(args.seed)
     ck = load_ckpt(args.work, "vae")
     if ck:
         vae.load_state_dict(ck["model"]), opt.load_state_dict(ck["opt"])
         step, rng = ck["step"], ck["rng"]
         log(f"resumed at step {step}")
-    log(f"params {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M")
-    loop = Steps(args, log, "vae", opt, vae.parameters(), step,
+    log(f"params {sum(p.numel() for p in vae.parameters()) / 1e6:.2f} M ({sum(p.numel() for p in params) / 1e6:.2f} M trained)")
+    loop = Steps(args, log, "vae", opt, params, step,
                  lambda: {"model": vae.state_dict(), "opt": opt.state_dict(), "rng": rng}, args.minutes)
     vae.train()
+    if decoder_only:
+        vae.encoder.eval()
     while loop.running(args.vae_steps):
         loop.set_lr(args.vae_steps, args.vae_lr)
         x = vae_batch(rng, args.vae_batch)
-        post = vae.encode(x).latent_dist
+        with torch.set_grad_enabled(not decoder_only):
+            post = vae.encode(x).latent_dist
         rec = vae.decode(post.sample()).sample
         l1 = (rec - x).abs().mean()
-        loop.update(l1 + F.mse_loss(rec, x) + 1e-6 * post.kl().mean(), f" (l1 {l1.item():.4f})")
+        kl = 0.0 if decoder_only else 1e-6 * post.kl().mean()
+        loop.update(l1 + F.mse_loss(rec, x) + kl, f" (l1 {l1.item():.4f})")
     loop.save()
     step, ema_loss = loop.step, loop.loss
     vae.eval()
@@ -155,7 +172,7 @@ def train_vae(args, log):
         lat = vae.encode(to_tensor(imgs)).latent_dist.mode()
         rec = vae.decode(lat).sample
         psnr = -10 * torch.log10(F.mse_loss(rec.clamp(-1, 1), to_tensor(imgs)) / 4).item()
-    scale = float(1.0 / lat.std())
+    scale = vae.config.scaling_factor if decoder_only else float(1.0 / lat.std())
     vae.register_to_config(scaling_factor=scale)
     log(f"done at step {step}, loss {ema_loss or float('nan'):.4f}, held-out PSNR {psnr:.2f} dB, scaling_factor {scale:.4f}")
     vae.save_pretrained(args.work / "vae")
@@ -463,6 +480,8 @@ def main(argv=None):
     ap.add_argument("--vae-batch", type=int, default=16)
     ap.add_argument("--vae-steps", type=int, default=4000)
     ap.add_argument("--vae-lr", type=float, default=1e-3)
+    ap.add_argument("--vae-decoder-only", action="store_true",
+                    help="with --init-from: fine-tune only the exported VAE's decoder (latents unchanged)")
     ap.add_argument("--unet-steps", type=int, default=8000)
     ap.add_argument("--unet-lr", type=float, default=5e-4)
     ap.add_argument("--cn-steps", type=int, default=3000)
