@@ -154,7 +154,7 @@ def test_augmented_token_ids_are_the_rewritten_captions(tmp_path):
 
 
 def test_shipped_mini_models_are_safetensors_and_small():
-    """Both shipped models (the t2v one links the image model's VAE and scheduler) <= 60 MB."""
+    """Both shipped models (the t2v one links the image model's VAE) <= 60 MB."""
     files = {f.resolve() for d in (IMAGE, T2V) for f in d.rglob("*") if f.is_file()}
     weights = [f for f in files if f.suffix in (".safetensors", ".bin", ".pt", ".ckpt", ".pth")]
     assert weights and all(f.suffix == ".safetensors" for f in weights)
