@@ -188,6 +188,7 @@ def main(argv=None):
     ap.add_argument("--strength", type=float, default=None)
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--structure-scale", type=float, default=None, help="ControlNet conditioning scale")
     ap.add_argument("--shared-noise", action="store_true", default=None, help="one initial noise for every frame")
     ap.add_argument("--sheet", default=None, help="write a source/output contact sheet PNG of the first clip here")
     ap.add_argument("--scene-sheet", default=None, help="write a contact sheet of held-out scenes here")
@@ -208,7 +209,8 @@ def main(argv=None):
     from ..api import load_pipeline
 
     torch.set_num_threads(args.threads)
-    opts = {k: getattr(args, k) for k in ("strength", "guidance", "steps", "shared_noise", "noise_share")
+    opts = {k: getattr(args, k) for k in ("strength", "guidance", "steps", "shared_noise", "noise_share",
+                                          "structure_scale")
             if getattr(args, k) is not None}
     t0 = time.time()
     pipe = load_pipeline(args.pipeline, device="cpu")
@@ -240,7 +242,7 @@ def main(argv=None):
               f"[target <= 0.5: {'MET' if r['consistency_ratio'] <= 0.5 else 'NOT MET'}]")
         report["clips"].append(r)
     if args.t2v:
-        report["t2v"] = _report_t2v(args, {k: v for k, v in opts.items() if k != "strength"})
+        report["t2v"] = _report_t2v(args, {k: v for k, v in opts.items() if k not in ("strength", "structure_scale")})
     if args.ip:
         first = HELD_OUT_IP + args.seed_offset
         ip = eval_reference(load_pipeline(args.ip_pipeline, device="cpu"), args.ip, seed=first, **opts)

@@ -211,6 +211,12 @@ WEIGHTINGS = ("min-snr", "x0")
 OBJECTIVES = ("eps", "v")
 
 
+def prediction_target(sched, x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """What a model under ``sched`` learns to predict: the noise, or the velocity
+    ``sqrt(a) noise - sqrt(1 - a) x0`` for ``v_prediction`` (Salimans & Ho 2022)."""
+    return sched.get_velocity(x0, noise, t) if sched.config.prediction_type == "v_prediction" else noise
+
+
 def diffusion_loss(sched, t: torch.Tensor, pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor,
                    weighting: str = "min-snr") -> torch.Tensor:
     """Weighted MSE of the model's prediction over a batch (any shape with batch first).
@@ -237,5 +243,4 @@ def diffusion_loss(sched, t: torch.Tensor, pred: torch.Tensor, x0: torch.Tensor,
         w = torch.clamp(torch.clamp(snr, min=1.0) / k, max=50.0)
     else:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    target = sched.get_velocity(x0, noise, t) if v else noise
-    return (w * ((pred.float() - target) ** 2).flatten(1).mean(1)).mean()
+    return (w * ((pred.float() - prediction_target(sched, x0, noise, t)) ** 2).flatten(1).mean(1)).mean()

@@ -3,6 +3,7 @@
     python -m videdit.mini.probe temporal [--t2v DIR]        # do the temporal layers use coherence?
     python -m videdit.mini.probe adapter [--base DIR]        # does the IP-Adapter carry the palette?
     python -m videdit.mini.probe structure [--pipeline P] [--guidance G]   # the structure test's case
+    python -m videdit.mini.probe colour [--base DIR]         # which named colours survive the VAE?
 
 - ``temporal``: the t2v UNet's noise-prediction error on 6 fresh training-distribution clips vs on
   the same frames drawn from different clips (same noise, same captions), at t = 900, 600, 300.
@@ -12,6 +13,8 @@
   caption with a zero embedding, at t = 999, 800, 500, 200.
 - ``structure``: edge F1 of a restyle of the first 4 frames of ``samples/shapes.mp4`` for the
   prompts of the structure test and two more (``tests/test_mini.py``).
+- ``colour``: each named colour as a flat square through the VAE (encode, decode) and the
+  decoder's best rendering of it (a latent optimised for it), as hues.
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ PROMPTS = ("red shapes on a black background", "blue shapes on a black backgroun
 
 def _pred_mse(model, sched, x0, noise, t, **kw) -> float:
     """Unweighted MSE of the model's prediction (noise or velocity, as ``sched`` says)."""
-    target = sched.get_velocity(x0, noise, t) if sched.config.prediction_type == "v_prediction" else noise
+    from .loop import prediction_target
+
     with torch.no_grad():
-        return float(((model(sched.add_noise(x0, noise, t), t, **kw).sample - target) ** 2).mean())
+        pred = model(sched.add_noise(x0, noise, t), t, **kw).sample
+    return float(((pred - prediction_target(sched, x0, noise, t)) ** 2).mean())
 
 
 def _scheduler(model_dir: Path):
@@ -126,9 +131,45 @@ def structure(pipeline: str, guidance: float | None) -> None:
         print(f"  {prompt!r}: {structure_fidelity(s, out):.3f}")
 
 
+def colour(base: Path, steps: int = 150) -> None:
+    """Each named colour (saturation 0.85, value 0.9) as a flat square through the VAE: the hue that
+    comes back, and the hue of the decoder's best output for it (a latent optimised by Adam from the
+    encoder's), which tells a decoder that cannot draw a colour from an encoder/decoder pair that
+    disagree about it."""
+    import colorsys
+
+    from diffusers import AutoencoderKL
+
+    from . import data
+    from .loop import to_tensor
+
+    torch.manual_seed(0)
+    vae = AutoencoderKL.from_pretrained(base / "vae").float().requires_grad_(False)
+
+    def hue(x: torch.Tensor) -> float:  # mean colour of the square's centre, (1, 3, 128, 128) in [-1, 1]
+        rgb = ((x[0, :, 48:80, 48:80].mean((1, 2)) + 1) / 2).clamp(0, 1).tolist()
+        return colorsys.rgb_to_hsv(*rgb)[0] * 360
+
+    print(f"{base / 'vae'}: hue (degrees) of a flat square, in -> round trip -> decoder's best")
+    for name, h in data.COLOURS.items():
+        img = np.zeros((1, 128, 128, 3), np.uint8)
+        img[0, 32:96, 32:96] = np.array(colorsys.hsv_to_rgb(h / 360, 0.85, 0.9)) * 255
+        x = to_tensor(img)
+        z = vae.encode(x).latent_dist.mode().clone().requires_grad_(True)
+        with torch.no_grad():
+            trip = hue(vae.decode(z).sample)
+        opt = torch.optim.Adam([z], lr=0.05)
+        for _ in range(steps):
+            loss = ((vae.decode(z).sample - x) ** 2).mean()
+            opt.zero_grad(), loss.backward(), opt.step()
+        with torch.no_grad():
+            best = hue(vae.decode(z).sample)
+        print(f"  {name}: {h:.0f} -> {trip:.1f} -> {best:.1f}")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.probe", description=__doc__.split("\n\n")[0])
-    ap.add_argument("probe", choices=["temporal", "adapter", "structure"])
+    ap.add_argument("probe", choices=["temporal", "adapter", "structure", "colour"])
     ap.add_argument("--t2v", type=Path, default=OUT_T2V)
     ap.add_argument("--base", type=Path, default=OUT, help="an image model with an ip-adapter/ folder")
     ap.add_argument("--pipeline", default="mini")
@@ -140,6 +181,8 @@ def main(argv=None) -> None:
         temporal(args.t2v)
     elif args.probe == "adapter":
         adapter(args.base)
+    elif args.probe == "colour":
+        colour(args.base)
     else:
         structure(args.pipeline, args.guidance)
 

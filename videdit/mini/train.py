@@ -128,8 +128,8 @@ def train_vae(args, log):
     from diffusers import AutoencoderKL
 
     torch.manual_seed(args.seed)
-    decoder_only = bool(args.init_from and args.vae_decoder_only)
-    if args.vae_decoder_only and not args.init_from:
+    decoder_only = args.vae_decoder_only
+    if decoder_only and not args.init_from:
         raise SystemExit("--vae-decoder-only fine-tunes an exported VAE: give --init-from DIR")
     if args.init_from:
         vae = AutoencoderKL.from_pretrained(args.init_from / "vae").float()
@@ -257,32 +257,31 @@ def joint_training(args, log, stage: str, unet, te, lr: float, seed: int, extra=
     params = [p for m in models for p in m.parameters()]
     opt = adamw(params, args, lr)
     step, rng = 0, np.random.default_rng(seed)
-    keys = ("unet", "te", "x")
+    keys = (("unet", "ema_u"), ("te", "ema_t"), ("x", "ema_x"))  # checkpoint names, in the order of pairs
     ck = load_ckpt(args.work, stage, args.dev)
     if ck:
-        for key, (ema, m) in zip(keys, pairs):
-            m.load_state_dict(ck[key]), ema.load_state_dict(ck["ema_" + key.replace("unet", "u").replace("te", "t")])
+        for (key, ema_key), (ema, m) in zip(keys, pairs):
+            m.load_state_dict(ck[key]), ema.load_state_dict(ck[ema_key])
         opt.load_state_dict(ck["opt"])
         step, rng = ck["step"], ck["rng"]
         log(f"resumed at step {step}")
 
     def state():
         body = {"opt": opt.state_dict(), "rng": rng}
-        for key, (ema, m) in zip(keys, pairs):
-            body[key] = m.state_dict()
-            body["ema_" + key.replace("unet", "u").replace("te", "t")] = ema.state_dict()
+        for (key, ema_key), (ema, m) in zip(keys, pairs):
+            body[key], body[ema_key] = m.state_dict(), ema.state_dict()
         return body
 
     return pairs, params, opt, step, rng, state
 
 
-def edge_controlnet(args, log, unet):
-    """The edge ControlNet to train: the exported one of ``--init-from``, else a copy of ``unet``."""
+def controlnet_to_train(args, log, unet, name: str = "controlnet-edges"):
+    """The ControlNet ``name`` to train: the exported one of ``--init-from``, else a copy of ``unet``."""
     from diffusers import ControlNetModel
 
     if args.init_from:  # fine-tune an exported ControlNet (fp16 on disk)
-        log(f"controlnet initialised from {args.init_from / 'controlnet-edges'}")
-        return ControlNetModel.from_pretrained(args.init_from / "controlnet-edges").float()
+        log(f"{name} initialised from {args.init_from / name}")
+        return ControlNetModel.from_pretrained(args.init_from / name).float()
     return ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64, 64))
 
 
@@ -306,7 +305,7 @@ def train_text_unet(args, log):
     unet = UNet2DConditionModel(**unet_config())
     if args.init_from:  # fine-tune exported weights instead of starting from scratch
         init_from_export(log, args.init_from, tok, te, unet)
-    cn = edge_controlnet(args, log, unet).to(args.dev) if args.joint_cn else None
+    cn = controlnet_to_train(args, log, unet).to(args.dev) if args.joint_cn else None
     pairs, params, opt, step, rng, state = joint_training(args, log, "text-unet", unet, te, args.unet_lr,
                                                           args.seed + 1, extra=cn)
     sched = scheduler(args.objective)
@@ -357,7 +356,7 @@ def train_text_unet(args, log):
 
 # ---------------------------------------------------------------- stage 3: ControlNets
 def train_controlnet(args, log, kind: str):
-    from diffusers import ControlNetModel, UNet2DConditionModel
+    from diffusers import UNet2DConditionModel
     from transformers import CLIPTextModel
 
     name = f"controlnet-{kind}"
@@ -369,14 +368,7 @@ def train_controlnet(args, log, kind: str):
 
     tok = CLIPTokenizer.from_pretrained(str(args.work / "tokenizer"))
     torch.manual_seed(args.seed + 2)
-    if kind == "edges":
-        cn = edge_controlnet(args, log, unet)
-    elif args.init_from:
-        cn = ControlNetModel.from_pretrained(args.init_from / name).float()
-        log(f"initialised from {args.init_from / name}")
-    else:
-        cn = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32, 64, 64))
-    cn.to(dev)
+    cn = controlnet_to_train(args, log, unet, name).to(dev)
     opt = adamw(cn.parameters(), args, args.cn_lr)
     sched = scheduler(args.objective)
     step, rng = 0, np.random.default_rng(args.seed + (3 if kind == "edges" else 4))

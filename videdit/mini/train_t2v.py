@@ -158,8 +158,7 @@ def train_t2v(args, log):
     pairs, params, opt, step, rng, state = joint_training(args, log, "t2v", unet, te, args.t2v_lr, args.seed + 5)
     (ema_u, _), (ema_t, _) = pairs
     sched = scheduler(args.objective)
-    log(f"objective {args.objective}")
-    log(f"params unet3d {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M")
+    log(f"params unet3d {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, objective {args.objective}")
     dev = args.dev
     lat_all = torch.from_numpy(pool["latents"]).to(dev)  # (N, F, C, h, w) float16
     # Mirrored and time-reversed clips are clips of the grammar too (left <-> right, ...): 4x the data,
