@@ -111,17 +111,24 @@ def test_mini_restyle_is_not_trivial_and_follows_structure(pipe):
     assert f1 >= EDGE_F1_MIN and f1 >= CHANCE_MARGIN * chance, (f1, chance)
 
 
-@pytest.mark.xfail(reason="acceptance not met yet: the shipped videdit-mini follows a named colour on 86% of "
-                          "held-out scenes, and red comes out orange (its VAE round trip shifts red's hue by ~20 "
-                          "degrees; see pipelines/videdit-mini/README.md)", strict=False)
-def test_mini_restyle_follows_colour(pipe):
+RED_XFAIL = pytest.mark.xfail(
+    reason="known weakness: red comes out orange (4 of the 7 reds of the 50 held-out scenes, the only misses of "
+           "the 92 % there); the VAE round trip shifts red's hue by ~20 degrees (pipelines/videdit-mini/README.md)",
+    strict=False)
+
+
+@pytest.mark.parametrize("colour", [pytest.param("red", marks=RED_XFAIL), "green", "yellow"])
+def test_mini_restyle_follows_colour(pipe, colour):
+    """The painted shapes take the named colour (the scene's source palette has blue, so not blue)."""
     from videdit.io import Video
     from videdit.mini.eval import dominant_colour
 
     src, masks = _moving_scene()
-    out = pipe.restyle(Video(src, 24.0), "red shapes on a black background").frames
+    before = [dominant_colour(s, m) for s, m in zip(src, masks)]
+    out = pipe.restyle(Video(src, 24.0), f"{colour} shapes on a black background").frames
     got = [dominant_colour(o, m) for o, m in zip(out, masks)]
-    assert sum(g == "red" for g in got) >= COLOUR_FRAMES_MIN, got
+    assert sum(g == colour for g in got) >= COLOUR_FRAMES_MIN, (got, before)
+    assert sum(b == colour for b in before) < COLOUR_FRAMES_MIN, before  # the colour came from the prompt
 
 
 def test_cross_frame_attention_reduces_flicker(pipe):
@@ -132,7 +139,9 @@ def test_cross_frame_attention_reduces_flicker(pipe):
     0.0012 vs 0.0018 (0.67) on the GPU fine-tune's (guidance 5). The fifth session's
     weights and recipe (strength 0.9, one shared initial noise) flicker 4x less in both
     modes and attention's share shows over the whole clip, not in its first 6 frames:
-    0.00036 vs 0.00045 (0.81) on all 48 frames, 1.04 on the first 6.
+    0.00036 vs 0.00045 (0.81) on all 48 frames, 1.04 on the first 6. The sixth session's
+    UNet (attention at 16x16 too, trained on pans under sparse-causal attention): 0.00032
+    vs 0.00061 (0.52); the bar sits between that and the previous weights' 0.81.
     """
     import cv2
 
@@ -142,7 +151,7 @@ def test_cross_frame_attention_reduces_flicker(pipe):
     outs = {m: pipe.restyle(path, prompt, consistency=m).frames for m in ("sparse-causal", "none")}
     src = np.stack([cv2.resize(f, (128, 128), interpolation=cv2.INTER_AREA) for f in _clip("shapes", None)])
     err = {m: temporal_consistency(src, o)["output"] for m, o in outs.items()}
-    assert len(src) == 48 and err["sparse-causal"] < 0.92 * err["none"], err
+    assert len(src) == 48 and err["sparse-causal"] < 0.7 * err["none"], err
     # the modes really differ (frame 0 is the anchor in both, so it matches)
     assert np.abs(outs["sparse-causal"][1:].astype(int) - outs["none"][1:].astype(int)).mean() > 0.5
 
@@ -221,7 +230,8 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
     rc = gpu.main(["--device", "cpu", "--minutes", "1.3", "--reserve", "15", "--work", str(tmp_path / "w"),
                    "--pack", str(pack), "--pool", "6", "--t2v-pool", "3", "--ip-pool", "6", "--batch", "2",
                    "--t2v-batch", "1", "--workers", "2",
-                   *(["--joint-cn", "0.5", "--objective", "v"] if joint else ["--joint-cn", "0"])])
+                   *(["--joint-cn", "0.5", "--objective", "v", "--top-attention", "--cross-frame", "0.5"] if joint
+                     else ["--joint-cn", "0"])])
     assert rc == 0
     assert {p.name for p in pack.iterdir()} == {"mini.tar", "mini-t2v.tar", "logs.tar"} | (
         set() if joint else {"mini-ip.tar"})
@@ -235,6 +245,60 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
     logs = {n: (tmp_path / "w" / f"{n}.log").read_text() for n in stages}
     for stage, text in logs.items():
         assert "initialised from" in text and "done at step" in text, stage
+    if joint:  # the packed UNet has attention at its first level, and the loader builds it
+        assert train.has_top_attention(tmp_path / "mini.tar")
+        assert "3-frame pans" in logs["text-unet"]
+
+
+def test_shifted_frames_are_rolls_of_the_still():
+    """Frame k of each clip is the still rolled by k times the clip's shift, for latents and edge maps."""
+    import torch
+
+    from videdit.mini.train import shifted_frames
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(2, 3, 5, 7, generator=g)
+    e = torch.randint(0, 255, (2, 10, 14), generator=g).to(torch.uint8)
+    shifts = torch.tensor([[1, -2], [0, 3]])
+    out, oute = shifted_frames(x, shifts, 3), shifted_frames(e, 2 * shifts, 3)
+    assert out.shape == (6, 3, 5, 7) and oute.shape == (6, 10, 14) and oute.dtype == torch.uint8
+    for i in range(2):
+        for k in range(3):
+            dy, dx = (k * shifts[i]).tolist()
+            assert torch.equal(out[3 * i + k], torch.roll(x[i], (dy, dx), (-2, -1)))
+            assert torch.equal(oute[3 * i + k], torch.roll(e[i], (2 * dy, 2 * dx), (-2, -1)))
+
+
+def test_top_attention_starts_as_the_exported_unet(tmp_path):
+    """``--top-attention`` grows an exported UNet (without first-level attention) by transformer
+    blocks: every exported weight loads, the output is unchanged until training moves the new
+    blocks (a random block would change it), and weights that do not fit are refused."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from videdit.mini import train
+
+    torch.manual_seed(0)
+    base = UNet2DConditionModel(**train.unet_config()).eval()
+    base.save_pretrained(tmp_path / "unet")
+    assert not train.has_top_attention(tmp_path)
+    grown = UNet2DConditionModel(**train.unet_config(top_attention=True)).eval()
+    fresh = [k for k in grown.state_dict() if k not in base.state_dict()]
+    assert fresh and all(k.startswith(("down_blocks.0.attentions.", "up_blocks.2.attentions.")) for k in fresh)
+    logs = []
+    train.load_unet_weights(logs.append, tmp_path / "unet", grown)
+    x, t = torch.randn(2, 8, 16, 16), torch.tensor([500, 900])
+    emb = torch.randn(2, 77, base.config.cross_attention_dim)
+    with torch.no_grad():
+        ref, out = base(x, t, encoder_hidden_states=emb).sample, grown(x, t, encoder_hidden_states=emb).sample
+        assert torch.allclose(out, ref, atol=1e-5)
+        grown.down_blocks[0].attentions[0].proj_out.weight.normal_()
+        assert not torch.allclose(grown(x, t, encoder_hidden_states=emb).sample, ref, atol=1e-3)
+    assert "identity at start" in logs[0]
+    grown.save_pretrained(tmp_path / "g" / "unet")
+    assert train.has_top_attention(tmp_path / "g")
+    with pytest.raises(SystemExit, match="do not fit"):  # the grown weights into the smaller UNet
+        train.load_unet_weights(logs.append, tmp_path / "g" / "unet", base)
 
 
 @pytest.mark.slow

@@ -14,7 +14,10 @@ Stages:
 - ``text-unet``: a fixed pool of procedural scenes (each under several palettes) is
   rendered once and encoded with the frozen VAE; a ``CLIPTextModel`` and a
   ``UNet2DConditionModel`` are trained jointly with the epsilon objective
-  (min-SNR weighting, 10 % caption dropout for classifier-free guidance, EMA).
+  (min-SNR weighting, 10 % caption dropout for classifier-free guidance, EMA);
+  options: ``--objective v``, ``--joint-cn P`` (the edge ControlNet in the same steps),
+  ``--top-attention`` (attention at the first level as well) and ``--cross-frame P``
+  (a fraction of steps on 3-frame pans under the engine's sparse-causal attention).
 - ``controlnet``: ``ControlNetModel.from_unet`` copies, trained with everything
   else frozen: one on ``get_extractor("canny")`` of the renders (the signal the
   recipe feeds it at inference), one on the depth-by-construction map.
@@ -63,15 +66,19 @@ def vae_config() -> dict:
                 sample_size=SIZE, scaling_factor=1.0, mid_block_add_attention=False)
 
 
-def unet_config() -> dict:
+def unet_config(top_attention: bool = False) -> dict:
+    """The image UNet: SD 1.5's config shrunk. ``top_attention`` puts transformer blocks at the
+    first level (16x16 latents) too, as SD 1.5 has them at every level but the last: the
+    cross-frame attention of the restyle engine acts only where self-attention exists."""
     cfg = {}
     if (SD15 / "unet").is_dir():
         from diffusers import UNet2DConditionModel
 
         cfg = {k: v for k, v in dict(UNet2DConditionModel.load_config(SD15 / "unet")).items() if not k.startswith("_")}
-    cfg.update(block_out_channels=list(UNET_CH), down_block_types=["DownBlock2D", "CrossAttnDownBlock2D",
+    top = "CrossAttn" if top_attention else ""
+    cfg.update(block_out_channels=list(UNET_CH), down_block_types=[f"{top}DownBlock2D", "CrossAttnDownBlock2D",
                                                                    "CrossAttnDownBlock2D"],
-               up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"], layers_per_block=1,
+               up_block_types=["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", f"{top}UpBlock2D"], layers_per_block=1,
                cross_attention_dim=TEXT_DIM, attention_head_dim=4, norm_num_groups=32, sample_size=SIZE // 8,
                in_channels=LATENT_CH, out_channels=LATENT_CH)
     return cfg
@@ -228,8 +235,51 @@ def init_from_export(log, src: Path, tok, te, unet) -> None:
     if CLIPTokenizer.from_pretrained(str(src / "tokenizer")).get_vocab() != tok.get_vocab():
         raise SystemExit(f"{src}: its tokenizer differs from the one this stage builds; cannot fine-tune")
     te.load_state_dict(type(te).from_pretrained(src / "text_encoder").float().state_dict())
-    unet.load_state_dict(type(unet).from_pretrained(src / "unet").float().state_dict())
-    log(f"initialised from {src}")
+    load_unet_weights(log, src / "unet", unet)
+
+
+def load_unet_weights(log, unet_dir: Path, unet) -> None:
+    """Load an exported UNet's weights into ``unet``, which may have more attention blocks than
+    it (``--top-attention``): those start as the identity (zero output projection), so the
+    fine-tune starts from exactly the exported model. Weights that fit otherwise: SystemExit."""
+    missing, unexpected = unet.load_state_dict(type(unet).from_pretrained(unet_dir).float().state_dict(),
+                                               strict=False)
+    added = sorted({k.split(".attentions.")[0] + ".attentions" for k in missing if ".attentions." in k})
+    if unexpected or any(".attentions." not in k for k in missing):
+        raise SystemExit(f"{unet_dir}: its weights do not fit this stage's UNet "
+                         f"(missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for name in added:
+        for block in unet.get_submodule(name):
+            torch.nn.init.zeros_(block.proj_out.weight), torch.nn.init.zeros_(block.proj_out.bias)
+    log(f"initialised from {unet_dir.parent}"
+        + (f"; new attention blocks (identity at start): {', '.join(added)}" if added else ""))
+
+
+def has_top_attention(model_dir: Path | None) -> bool:
+    """Whether the exported UNet in ``model_dir`` has attention at its first level."""
+    if model_dir is None or not (model_dir / "unet" / "config.json").is_file():
+        return False
+    return json.loads((model_dir / "unet" / "config.json").read_text())["down_block_types"][0].startswith("CrossAttn")
+
+
+def shifted_frames(x: torch.Tensor, shifts: torch.Tensor, frames: int) -> torch.Tensor:
+    """Clips of a camera pan made from still images, to train for cross-frame attention.
+
+    ``x``: ``(n, [C,] H, W)`` any dtype; ``shifts``: ``(n, 2) int64`` pixels (dy, dx) per frame.
+    Returns ``(n * frames, [C,] H, W)``, clip by clip (the engine's frame order): frame ``k`` of clip ``i`` is
+    ``x[i]`` rolled by ``k * shifts[i]`` (cyclic: the content leaving one side enters the other).
+    """
+    squeeze = x.ndim == 3
+    if squeeze:
+        x = x[:, None]
+    n, c, h, w = x.shape
+    k = torch.arange(frames, device=x.device)[None, :, None]
+    ys = (torch.arange(h, device=x.device)[None, None] - k * shifts[:, None, :1]) % h  # (n, F, H)
+    xs = (torch.arange(w, device=x.device)[None, None] - k * shifts[:, None, 1:]) % w  # (n, F, W)
+    i = torch.arange(n, device=x.device)[:, None, None, None]
+    out = x[i, :, ys[..., None], xs[:, :, None, :]]  # (n, F, H, W, C)
+    out = out.permute(0, 1, 4, 2, 3).reshape(n * frames, c, h, w)
+    return out[:, 0] if squeeze else out
 
 
 # ---------------------------------------------------------------- stage 2: text encoder + UNet
@@ -296,13 +346,21 @@ def train_text_unet(args, log):
     Jointly, each sample goes through the ControlNet with probability ``P`` (its residuals
     masked to zero otherwise), so the UNet learns to use the residuals while staying a
     plain text-to-image model for the rest (the t2v and IP-Adapter stages use it alone).
-    Trained separately, a ControlNet must adapt to a fixed UNet; here both meet halfway."""
+    Trained separately, a ControlNet must adapt to a fixed UNet; here both meet halfway.
+
+    With ``--cross-frame P`` a fraction P of the steps trains on 3-frame pans made from the
+    pool's stills (:func:`shifted_frames`: one caption, one noise and one timestep per clip,
+    as the restyle engine's shared noise) with the engine's sparse-causal attention installed,
+    so the UNet learns to take appearance from the anchor and previous frames (Tune-A-Video,
+    Wu et al. 2023, fine-tunes the same attention on the one clip it edits)."""
     from diffusers import UNet2DConditionModel
+
+    from ..core.attention import FrameContext, cross_frame_attention
 
     pool = make_pool(args, log)
     torch.manual_seed(args.seed + 1)
     tok, te = build_text(args.work)
-    unet = UNet2DConditionModel(**unet_config())
+    unet = UNet2DConditionModel(**unet_config(args.top_attention or has_top_attention(args.init_from)))
     if args.init_from:  # fine-tune exported weights instead of starting from scratch
         init_from_export(log, args.init_from, tok, te, unet)
     cn = controlnet_to_train(args, log, unet).to(args.dev) if args.joint_cn else None
@@ -311,7 +369,8 @@ def train_text_unet(args, log):
     sched = scheduler(args.objective)
     log(f"params unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, "
         f"text {sum(p.numel() for p in te.parameters()) / 1e6:.2f} M, objective {args.objective}"
-        + (f", controlnet trained jointly on {args.joint_cn:.0%} of samples" if cn is not None else ""))
+        + (f", controlnet trained jointly on {args.joint_cn:.0%} of samples" if cn is not None else "")
+        + (f", {args.cross_frame:.0%} of steps on 3-frame pans" if args.cross_frame else ""))
     dev = args.dev
     lat_all = torch.from_numpy(pool["latents"]).to(dev)  # float16, made float32 per batch
     edges_all = torch.from_numpy(pool["edges"]).to(dev) if cn is not None else None
@@ -320,25 +379,35 @@ def train_text_unet(args, log):
     unet.train(), te.train()
     if cn is not None:
         cn.train()
+    nets = [unet] + ([cn] if cn is not None else [])
     loop = Steps(args, log, "text-unet", opt, params, step, state, args.minutes, log_every=50)
     while loop.running(args.unet_steps):
         loop.set_lr(args.unet_steps, args.unet_lr)
-        g, idx, drop = step_draws(args, rng, len(lat_all), args.batch, 0.1)  # caption dropout, for CFG
+        frames = 3 if args.cross_frame and rng.random() < args.cross_frame else 1
+        n = max(1, args.batch // frames)
+        g, idx, drop = step_draws(args, rng, len(lat_all), n, 0.1)  # caption dropout, for CFG
         x0 = lat_all[idx].float()
         flip = rng.random() < 0.5
         if flip:
             x0 = x0.flip(-1)
         ids = torch.where(drop[:, None], empty, ids_all[idx])
         noise = torch.randn(x0.shape, generator=g, device=dev)
-        t = torch.randint(0, 1000, (args.batch,), generator=g, device=dev)
+        t = torch.randint(0, 1000, (n,), generator=g, device=dev)
+        on = (torch.rand(n, generator=g, device=dev) < args.joint_cn).float()[:, None, None, None]
+        edges = None if cn is None else (edges_all[idx].flip(-1) if flip else edges_all[idx])
+        if frames > 1:  # pans of up to 2 latent pixels (16 px) per frame, either way
+            shifts = torch.randint(-2, 3, (n, 2), generator=g, device=dev)
+            x0 = shifted_frames(x0, shifts, frames)
+            if edges is not None:
+                edges = shifted_frames(edges, shifts * (edges.shape[-1] // x0.shape[-1]), frames)
+            ids, noise, t, on = (v.repeat_interleave(frames, 0) for v in (ids, noise, t, on))
         xt = sched.add_noise(x0, noise, t)
-        with autocast(args):
+        with autocast(args), cross_frame_attention(nets, "sparse-causal" if frames > 1 else "none",
+                                                   FrameContext(frames)):
             emb = te(ids)[0]
             res = {}
             if cn is not None:
-                c = edge_cond(edges_all[idx].flip(-1) if flip else edges_all[idx])
-                on = (torch.rand(args.batch, generator=g, device=dev) < args.joint_cn).float()[:, None, None, None]
-                down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=c, return_dict=False)
+                down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=edge_cond(edges), return_dict=False)
                 res = {"down_block_additional_residuals": [d * on for d in down],
                        "mid_block_additional_residual": mid * on}
             pred = unet(xt, t, encoder_hidden_states=emb, **res).sample
@@ -493,6 +562,11 @@ def main(argv=None):
                     "default: that of the --init-from / --base export, else eps")
     ap.add_argument("--joint-cn", type=float, default=0.0,
                     help="text-unet stage: also train the edge ControlNet, applied to this fraction of samples")
+    ap.add_argument("--top-attention", action="store_true",
+                    help="text-unet stage: give the UNet attention at its first level too (with --init-from: "
+                    "new blocks start as the identity); an export that has it keeps it")
+    ap.add_argument("--cross-frame", type=float, default=0.0,
+                    help="text-unet stage: fraction of steps on 3-frame pans with sparse-causal attention")
     ap.add_argument("--unet-weighting", choices=WEIGHTINGS, default="min-snr",
                     help="loss weighting of the text-unet stage")
     ap.add_argument("--t2v-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the t2v stage")

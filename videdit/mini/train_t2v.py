@@ -152,9 +152,14 @@ def train_t2v(args, log):
     pool = make_clip_pool(args, log)
     torch.manual_seed(args.seed + 5)
     tok, te = extend_text(base, args.work)
-    unet = inflate(UNet2DConditionModel.from_pretrained(base / "unet").float())
-    if args.init_from:  # fine-tune an exported videdit-mini-t2v
+    if args.init_from:  # fine-tune an exported videdit-mini-t2v, in its own architecture (the image
+        # model it was inflated from may have changed since, e.g. grown attention blocks)
+        from diffusers import UNet3DConditionModel
+
+        unet = UNet3DConditionModel.from_config(UNet3DConditionModel.load_config(args.init_from / "unet"))
         init_from_export(log, args.init_from, tok, te, unet)
+    else:
+        unet = inflate(UNet2DConditionModel.from_pretrained(base / "unet").float())
     pairs, params, opt, step, rng, state = joint_training(args, log, "t2v", unet, te, args.t2v_lr, args.seed + 5)
     (ema_u, _), (ema_t, _) = pairs
     sched = scheduler(args.objective)
