@@ -13,19 +13,22 @@ coefficients. This mark is built for video instead:
   FFT cross-correlation on the *folded* tile (all tiles of the residual summed
   modulo the period) -- the periodic-template design of Kutter, "Watermarking
   resisting to translation, rotation and scaling" (SPIE 1998).
-* **Spectrum.** The tile is band-limited to 1-6 cycles per tile (3-18 cycles per
-  frame height, 112 real dimensions), with amplitude rising as radius ** 1.2
+* **Spectrum.** The tile is band-limited to 1-8 cycles per tile (3-24 cycles per
+  frame height, 196 real dimensions), with amplitude rising as radius ** 1.2
   inside the band. Measured on photo pan/zoom clips: the low end survives H.264
   motion compensation (a static mark on moving content is carried along with the
   content in P-frames, which a low frequency tolerates), the tilt to the top keeps
   it out of the content's strong low frequencies; a flat 2-8 band (the first
-  version) or a tilt to the low end scored lower after CRF 35.
+  version) or a tilt to the low end scored lower after CRF 35. Widening the band
+  from 1-6 to 1-8 cycles raised the median score after CRF 28 / 80 % crop / 0.5x
+  downscale by ~2.5 on validation pans (random camera paths, not the benchmark's).
 * **Payload.** 49 patterns (orthonormal via QR before the tilt): pattern 0 is the
   fixed *sync* pattern keyed by the string ``"videdit"`` -- its presence is the
   detection -- and patterns 1..48 carry +/-1 bits: a 32-bit id (the short payload
   id also written in the C2PA manifest) and its CRC-16, so a decoded id is either
-  right or reported as unreadable. The sync gets 70 % of the energy because
-  detection matters more than the id; bits are read by a weighted least-squares
+  right or reported as unreadable. The sync gets 85 % of the energy because
+  detection matters more than the id (70 % before: +1 on the median score after
+  CRF 35 on the validation pans, for fewer ids read); bits are read by a weighted least-squares
   fit of all 49 patterns at the sub-sample-refined peak.
 * **Colour.** The luma field goes into R, G, B in proportion to the luma weights
   (:data:`GAINS`): for the same RGB PSNR that is 16 % more luma amplitude than
@@ -63,9 +66,9 @@ __all__ = ["TILE", "THRESHOLD", "WatermarkEmbedder", "WatermarkResult", "Waterma
 
 TILE = 32            # canonical tile size (samples); the band needs no more
 TILES_PER_SIDE = 3   # period = min(H, W) / 3 pixels
-BAND = (1.0, 6.0)    # cycles per tile (3-18 cycles per frame height): 112 real dimensions
+BAND = (1.0, 8.0)    # cycles per tile (3-24 cycles per frame height): 196 real dimensions
 N_BITS = 48          # 32-bit id + CRC-16
-SYNC_SHARE = 0.7     # fraction of the mark's energy in the sync pattern
+SYNC_SHARE = 0.85    # fraction of the mark's energy in the sync pattern
 STRENGTH = 2.85      # luma RMS of the mark, grey levels (PSNR ~ 40.1 dB with GAINS)
 SLOPE = -1.2         # amplitude ~ radius ** -SLOPE within the band: tilted to the band's top
 KEY = "videdit"      # the fixed identifier: seeds every pattern
@@ -80,8 +83,9 @@ CLIP = 1.6           # robust whitening: cap on a whitened bin's magnitude (nois
 FIRST_FRAME_VOTE = True  # also score the first frame alone (a keyframe in any encode)
 # Detection threshold on z: the Gumbel fit of the null (unmarked clips, max over the
 # period/offset search and both votes) puts ~1e-6 false positives per clip here;
-# BENCHMARKS.md has the fit of the latest run.
-THRESHOLD = 7.5
+# BENCHMARKS.md has the fit of the latest run (7.5 until the band widened: the null's
+# Gumbel fit moved, loc 4.37 -> 4.49, and put 1.2e-5 there).
+THRESHOLD = 8.1
 
 def _crc16(data: bytes) -> int:
     """CRC-16/CCITT-FALSE (poly 0x1021, init 0xFFFF)."""
