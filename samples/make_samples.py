@@ -94,5 +94,22 @@ def main(out_dir: str = HERE) -> None:
             print(f"{path}: {len(frames)} frames, {os.path.getsize(path) / 1e3:.0f} kB")
 
 
+def validation(out_dir: str) -> None:
+    """Three other clips of the same kinds (a pan, a zoom, moving shapes), for choosing model and
+    recipe settings on something other than the acceptance clips: ``python samples/make_samples.py
+    --validation DIR``, then ``python -m videdit.mini.eval --clips DIR/val-pan-chelsea.mp4,...``."""
+    from skimage import data
+
+    os.makedirs(out_dir, exist_ok=True)
+    clips = {"val-pan-chelsea.mp4": _camera(data.chelsea(), 72, (320, 192), (0, 20, 300, 180), (140, 80, 300, 180)),
+             "val-zoom-rocket.mp4": _camera(data.rocket(), 48, (256, 192), (0, 0, 640, 427), (200, 100, 320, 213)),
+             "val-shapes.mp4": _shapes(48, seed=11)}
+    for name, frames in clips.items():
+        print(write_video(frames, os.path.join(out_dir, name), fps=24, crf=23, audio=False))
+
+
 if __name__ == "__main__":
-    main(*sys.argv[1:])
+    if sys.argv[1:2] == ["--validation"]:
+        validation(*sys.argv[2:3])
+    else:
+        main(*sys.argv[1:])

@@ -247,26 +247,33 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
         assert "initialised from" in text and "done at step" in text, stage
     if joint:  # the packed UNet has attention at its first level, and the loader builds it
         assert train.has_top_attention(tmp_path / "mini.tar")
-        assert "3-frame pans" in logs["text-unet"]
+        assert "3-frame camera moves" in logs["text-unet"]
 
 
-def test_shifted_frames_are_rolls_of_the_still():
-    """Frame k of each clip is the still rolled by k times the clip's shift, for latents and edge maps."""
+def test_camera_frames_move_and_zoom_the_still():
+    """Frame 0 is the still; integer shifts move the content by k * shift (checked against a slice away
+    from the mirrored border) for latents and 8x finer edge maps alike; a zoom scales a ramp's slope."""
     import torch
 
-    from videdit.mini.train import shifted_frames
+    from videdit.mini.train import camera_frames
 
     g = torch.Generator().manual_seed(0)
-    x = torch.randn(2, 3, 5, 7, generator=g)
-    e = torch.randint(0, 255, (2, 10, 14), generator=g).to(torch.uint8)
-    shifts = torch.tensor([[1, -2], [0, 3]])
-    out, oute = shifted_frames(x, shifts, 3), shifted_frames(e, 2 * shifts, 3)
-    assert out.shape == (6, 3, 5, 7) and oute.shape == (6, 10, 14) and oute.dtype == torch.uint8
+    x = torch.randn(2, 3, 16, 16, generator=g)
+    e = torch.randint(0, 255, (2, 128, 128), generator=g).to(torch.uint8)
+    shifts, ones = torch.tensor([[1.0, -2.0], [0.0, 2.0]]), torch.ones(2)
+    out, oute = camera_frames(x, shifts, ones, 3), camera_frames(e, 8 * shifts, ones, 3)
+    assert out.shape == (6, 3, 16, 16) and oute.shape == (6, 128, 128) and oute.dtype == torch.uint8
     for i in range(2):
-        for k in range(3):
-            dy, dx = (k * shifts[i]).tolist()
-            assert torch.equal(out[3 * i + k], torch.roll(x[i], (dy, dx), (-2, -1)))
-            assert torch.equal(oute[3 * i + k], torch.roll(e[i], (2 * dy, 2 * dx), (-2, -1)))
+        assert torch.allclose(out[3 * i], x[i], atol=1e-5) and torch.equal(oute[3 * i], e[i])
+        for k in (1, 2):
+            dy, dx = (k * shifts[i]).long().tolist()
+            # content at (y, x) of the still is at (y + dy, x + dx) in frame k
+            assert torch.allclose(out[3 * i + k][:, 4 + dy:12 + dy, 4 + dx:12 + dx], x[i][:, 4:12, 4:12], atol=1e-5)
+            assert torch.equal(oute[3 * i + k][32 + 8 * dy:96 + 8 * dy, 32 + 8 * dx:96 + 8 * dx], e[i][32:96, 32:96])
+    ramp = torch.arange(32.0).expand(32, 32)[None, None]  # value = column
+    zoomed = camera_frames(ramp, torch.zeros(1, 2), torch.tensor([1.25]), 2)[1, 0]
+    slope = (zoomed[16, 20] - zoomed[16, 12]) / 8
+    assert abs(slope - 1 / 1.25) < 0.02, slope
 
 
 def test_top_attention_starts_as_the_exported_unet(tmp_path):
@@ -460,3 +467,30 @@ def test_v_objective_zero_terminal_snr_and_its_loss():
         assert torch.isfinite(got) and torch.allclose(got, (w * err).mean(), rtol=1e-4), weighting
     # the wrong target would be far off: the loss really is on v, not on the noise
     assert diffusion_loss(v_s, t, noise, x0, noise) > 10 * diffusion_loss(v_s, t, v_hat, x0, noise)
+
+
+def test_soup_averages_two_exports_parameter_by_parameter(tmp_path):
+    """``--stage soup``: every parameter becomes (1 - w) a + w b; different architectures are refused."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from safetensors.torch import load_file
+
+    from videdit.mini import train
+
+    for name, seed in (("a", 0), ("b", 1)):
+        torch.manual_seed(seed)
+        UNet2DConditionModel(**train.unet_config()).save_pretrained(tmp_path / name / "unet")
+    fn = "diffusion_pytorch_model.safetensors"
+    a, b = load_file(tmp_path / "a" / "unet" / fn), load_file(tmp_path / "b" / "unet" / fn)
+    logs = []
+    train.soup(logs.append, tmp_path / "a", tmp_path / "b", 0.25, parts=("unet",))
+    mixed = load_file(tmp_path / "a" / "unet" / fn)
+    assert mixed.keys() == a.keys() and "souped unet" in logs[0]
+    for k in a:
+        assert torch.allclose(mixed[k], 0.75 * a[k] + 0.25 * b[k], atol=1e-6), k
+    assert not torch.allclose(mixed["conv_in.weight"], a["conv_in.weight"])
+    UNet2DConditionModel(**train.unet_config(top_attention=True)).save_pretrained(tmp_path / "c" / "unet")
+    with pytest.raises(SystemExit, match="different parameters"):
+        train.soup(logs.append, tmp_path / "a", tmp_path / "c", 0.5, parts=("unet",))
+    with pytest.raises(SystemExit, match="soup-with"):
+        train.main(["--stage", "soup", "--out", str(tmp_path / "a")])

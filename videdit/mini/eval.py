@@ -94,7 +94,7 @@ def eval_clip(pipe, name: str, prompt: str, max_frames: int | None, **opts) -> d
     from ..io import read_video
     from ..metrics import structure_fidelity, temporal_consistency
 
-    path = ROOT / "samples" / f"{name}.mp4"
+    path = Path(name) if name.endswith(".mp4") else ROOT / "samples" / f"{name}.mp4"  # a validation clip
     res = {"clip": name, "prompt": prompt}
     outs = {}
     for mode in ("sparse-causal", "none"):
@@ -182,7 +182,9 @@ def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.eval", description=__doc__.split("\n\n")[0])
     ap.add_argument("--pipeline", default="mini")
     ap.add_argument("--scenes", type=int, default=50, help="held-out procedural scenes")
-    ap.add_argument("--clips", default="pan-astronaut,zoom-coffee,shapes", help="sample clips ('' for none)")
+    ap.add_argument("--clips", default="pan-astronaut,zoom-coffee,shapes",
+                    help="sample clip names, or .mp4 paths (validation clips: samples/make_samples.py --validation DIR); "
+                    "'' for none")
     ap.add_argument("--max-frames", type=int, default=None, help="frames per sample clip (default all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--strength", type=float, default=None)

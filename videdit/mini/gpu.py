@@ -14,7 +14,7 @@ components (``--init-from``) and scheduled so the GPU and the CPU cores stay bus
    UNet) beside the still-running ``t2v``; or, with ``--joint-cn P`` (the default), the
    edge ControlNet trains inside the ``text-unet`` stage for the whole budget and no
    IP-Adapter is trained (it would need the finished UNet); ``--cross-frame P`` (default
-   0.5) puts that fraction of the UNet's steps on 3-frame pans under sparse-causal attention,
+   0.5) puts that fraction of the UNet's steps on 3-frame camera moves under sparse-causal attention,
    ``--top-attention`` gives the UNet attention at its first level (the shipped one has it);
 4. every stage stops at the same deadline (``--until``, its learning rate annealed to it);
    the components are exported (fp16 safetensors) and, with ``--pack``, tarred for the trip back.
@@ -97,8 +97,9 @@ def run(args) -> int:
     r.start("pool-t2v", _cmd("t2v", work, common, "--prepare", "--workers", str(w), "--base", str(OUT)))
     if not args.joint_cn:
         r.start("pool-ip", _cmd("ip-adapter", work, common, "--prepare", "--workers", str(w), "--base", str(work)))
-    joint = (["--joint-cn", str(args.joint_cn)] if args.joint_cn else []) + (
-        ["--top-attention"] if args.top_attention else []) + (["--cross-frame", str(args.cross_frame)] if args.cross_frame else [])
+    joint = ((["--joint-cn", str(args.joint_cn)] if args.joint_cn else [])
+             + (["--top-attention"] if args.top_attention else [])
+             + (["--cross-frame", str(args.cross_frame)] if args.cross_frame else []))
     r.start("smoke-text-unet", _cmd("text-unet", smoke, tiny, "--init-from", str(OUT), *joint))
     r.start("smoke-t2v", _cmd("t2v", smoke, tiny, "--init-from", str(OUT_T2V), "--base", str(OUT)))
     failed = r.wait("smoke-text-unet")
@@ -198,7 +199,7 @@ def main(argv=None) -> int:
     ap.add_argument("--top-attention", action="store_true",
                     help="give the image UNet attention at its first level (new blocks start as the identity)")
     ap.add_argument("--cross-frame", type=float, default=0.5,
-                    help="fraction of the image UNet's steps on 3-frame pans with sparse-causal attention")
+                    help="fraction of the image UNet's steps on 3-frame camera moves with sparse-causal attention")
     ap.add_argument("--objective", choices=("eps", "v"), default=None,
                     help="what the UNets learn to predict (default: that of the shipped weights)")
     ap.add_argument("--unet-lr", type=float, default=4e-4)

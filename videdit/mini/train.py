@@ -17,7 +17,7 @@ Stages:
   (min-SNR weighting, 10 % caption dropout for classifier-free guidance, EMA);
   options: ``--objective v``, ``--joint-cn P`` (the edge ControlNet in the same steps),
   ``--top-attention`` (attention at the first level as well) and ``--cross-frame P``
-  (a fraction of steps on 3-frame pans under the engine's sparse-causal attention).
+  (a fraction of steps on 3-frame camera moves (pans, zooms) under the engine's sparse-causal attention).
 - ``controlnet``: ``ControlNetModel.from_unet`` copies, trained with everything
   else frozen: one on ``get_extractor("canny")`` of the renders (the signal the
   recipe feeds it at inference), one on the depth-by-construction map.
@@ -36,6 +36,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import math
 import os
 import time
 from pathlib import Path
@@ -262,23 +263,32 @@ def has_top_attention(model_dir: Path | None) -> bool:
     return json.loads((model_dir / "unet" / "config.json").read_text())["down_block_types"][0].startswith("CrossAttn")
 
 
-def shifted_frames(x: torch.Tensor, shifts: torch.Tensor, frames: int) -> torch.Tensor:
-    """Clips of a camera pan made from still images, to train for cross-frame attention.
+def camera_frames(x: torch.Tensor, shifts: torch.Tensor, zooms: torch.Tensor, frames: int) -> torch.Tensor:
+    """Clips of a moving camera made from still images, to train for cross-frame attention.
 
-    ``x``: ``(n, [C,] H, W)`` any dtype; ``shifts``: ``(n, 2) int64`` pixels (dy, dx) per frame.
-    Returns ``(n * frames, [C,] H, W)``, clip by clip (the engine's frame order): frame ``k`` of clip ``i`` is
-    ``x[i]`` rolled by ``k * shifts[i]`` (cyclic: the content leaving one side enters the other).
+    ``x``: ``(n, [C,] H, W)`` float or uint8 (uint8, e.g. edge maps, is resampled nearest and
+    stays uint8; float bilinearly); ``shifts``: ``(n, 2)`` float, the content's motion per frame
+    in pixels (dy, dx); ``zooms``: ``(n,)`` float, its scale factor per frame about the centre
+    (> 1 zooms in). Returns ``(n * frames, [C,] H, W)``, clip by clip (the engine's frame order):
+    frame ``k`` of clip ``i`` is ``x[i]`` moved by ``k * shifts[i]`` and scaled by ``zooms[i] ** k``,
+    the border mirrored where the camera sees past the still. Frame 0 is ``x`` itself.
     """
     squeeze = x.ndim == 3
     if squeeze:
         x = x[:, None]
     n, c, h, w = x.shape
-    k = torch.arange(frames, device=x.device)[None, :, None]
-    ys = (torch.arange(h, device=x.device)[None, None] - k * shifts[:, None, :1]) % h  # (n, F, H)
-    xs = (torch.arange(w, device=x.device)[None, None] - k * shifts[:, None, 1:]) % w  # (n, F, W)
-    i = torch.arange(n, device=x.device)[:, None, None, None]
-    out = x[i, :, ys[..., None], xs[:, :, None, :]]  # (n, F, H, W, C)
-    out = out.permute(0, 1, 4, 2, 3).reshape(n * frames, c, h, w)
+    k = torch.arange(frames, device=x.device, dtype=torch.float32)
+    scale = zooms.float()[:, None] ** k[None]  # (n, F)
+    # affine_grid maps output to input coordinates in [-1, 1]: input = output / scale - motion
+    theta = torch.zeros(n, frames, 2, 3, device=x.device)
+    theta[..., 0, 0] = theta[..., 1, 1] = 1 / scale
+    theta[..., 0, 2] = -2 * k[None] * shifts[:, None, 1].float() / w
+    theta[..., 1, 2] = -2 * k[None] * shifts[:, None, 0].float() / h
+    grid = torch.nn.functional.affine_grid(theta.view(-1, 2, 3), [n * frames, c, h, w], align_corners=False)
+    src = x.float().repeat_interleave(frames, 0)
+    out = torch.nn.functional.grid_sample(src, grid, mode="nearest" if x.dtype == torch.uint8 else "bilinear",
+                                          padding_mode="reflection", align_corners=False)
+    out = out.round().to(torch.uint8) if x.dtype == torch.uint8 else out.to(x.dtype)
     return out[:, 0] if squeeze else out
 
 
@@ -348,8 +358,8 @@ def train_text_unet(args, log):
     plain text-to-image model for the rest (the t2v and IP-Adapter stages use it alone).
     Trained separately, a ControlNet must adapt to a fixed UNet; here both meet halfway.
 
-    With ``--cross-frame P`` a fraction P of the steps trains on 3-frame pans made from the
-    pool's stills (:func:`shifted_frames`: one caption, one noise and one timestep per clip,
+    With ``--cross-frame P`` a fraction P of the steps trains on 3-frame camera moves made from
+    the pool's stills (:func:`camera_frames`: one caption, one noise and one timestep per clip,
     as the restyle engine's shared noise) with the engine's sparse-causal attention installed,
     so the UNet learns to take appearance from the anchor and previous frames (Tune-A-Video,
     Wu et al. 2023, fine-tunes the same attention on the one clip it edits)."""
@@ -370,7 +380,7 @@ def train_text_unet(args, log):
     log(f"params unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, "
         f"text {sum(p.numel() for p in te.parameters()) / 1e6:.2f} M, objective {args.objective}"
         + (f", controlnet trained jointly on {args.joint_cn:.0%} of samples" if cn is not None else "")
-        + (f", {args.cross_frame:.0%} of steps on 3-frame pans" if args.cross_frame else ""))
+        + (f", {args.cross_frame:.0%} of steps on 3-frame camera moves" if args.cross_frame else ""))
     dev = args.dev
     lat_all = torch.from_numpy(pool["latents"]).to(dev)  # float16, made float32 per batch
     edges_all = torch.from_numpy(pool["edges"]).to(dev) if cn is not None else None
@@ -395,11 +405,14 @@ def train_text_unet(args, log):
         t = torch.randint(0, 1000, (n,), generator=g, device=dev)
         on = (torch.rand(n, generator=g, device=dev) < args.joint_cn).float()[:, None, None, None]
         edges = None if cn is None else (edges_all[idx].flip(-1) if flip else edges_all[idx])
-        if frames > 1:  # pans of up to 2 latent pixels (16 px) per frame, either way
-            shifts = torch.randint(-2, 3, (n, 2), generator=g, device=dev)
-            x0 = shifted_frames(x0, shifts, frames)
+        if frames > 1:  # camera moves: up to 2 latent pixels (16 px) per frame either way, zooms of +-10 %
+            shifts = (torch.rand(n, 2, generator=g, device=dev) * 4 - 2)
+            zooms = torch.exp((torch.rand(n, generator=g, device=dev) * 2 - 1) * math.log(1.1))
+            still = torch.rand(n, generator=g, device=dev) < 0.25  # a quarter of the clips pan only
+            zooms = torch.where(still, torch.ones_like(zooms), zooms)
+            x0 = camera_frames(x0, shifts, zooms, frames)
             if edges is not None:
-                edges = shifted_frames(edges, shifts * (edges.shape[-1] // x0.shape[-1]), frames)
+                edges = camera_frames(edges, shifts * (edges.shape[-1] // x0.shape[-1]), zooms, frames)
             ids, noise, t, on = (v.repeat_interleave(frames, 0) for v in (ids, noise, t, on))
         xt = sched.add_noise(x0, noise, t)
         with autocast(args), cross_frame_attention(nets, "sparse-causal" if frames > 1 else "none",
@@ -514,6 +527,31 @@ def export(log, work: Path = WORK, out: Path = OUT):
     log(f"exported to {out} ({size / 1e6:.1f} MB of safetensors)")
 
 
+SOUP_PARTS = ("unet", "text_encoder", "controlnet-edges")
+
+
+def soup(log, out: Path, other: Path, weight: float, parts=SOUP_PARTS) -> None:
+    """A model soup (Wortsman et al. 2022): each of ``parts`` of the export in ``out`` becomes
+    ``(1 - weight) * out + weight * other``, parameter by parameter, in place. Two fine-tunes of one
+    model share a loss basin, so the average keeps part of what each learnt (here: the shipped
+    weights' colour and structure, a cross-frame fine-tune's consistency). Architectures must match."""
+    from safetensors.torch import load_file, save_file
+
+    if not 0.0 <= weight <= 1.0:
+        raise SystemExit(f"--soup-weight must be in [0, 1], got {weight}")
+    for part in parts:
+        files = sorted((out / part).glob("*.safetensors"))
+        if not files or [f.name for f in files] != sorted(f.name for f in (other / part).glob("*.safetensors")):
+            raise SystemExit(f"{out / part} and {other / part}: not the same safetensors files")
+        for f in files:
+            a, b = load_file(f), load_file(other / part / f.name)
+            if a.keys() != b.keys() or any(a[k].shape != b[k].shape for k in a):
+                raise SystemExit(f"{f} and {other / part / f.name}: different parameters; cannot average")
+            mixed = {k: ((1 - weight) * a[k].float() + weight * b[k].float()).to(a[k].dtype) for k in a}
+            save_file(mixed, f, metadata={"format": "pt"})
+    log(f"souped {', '.join(parts)} of {out}: {1 - weight:g} x its own + {weight:g} x {other}")
+
+
 def _prepare(args, log, stage: str) -> None:
     if stage in ("text-unet", "controlnet-edges", "controlnet-depth"):
         make_pool(args, log)
@@ -530,7 +568,8 @@ def _prepare(args, log, stage: str) -> None:
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.train", description=__doc__.split("\n\n")[0])
     ap.add_argument("--stage", default="all", choices=["vae", "text-unet", "controlnet", "controlnet-edges",
-                                                       "controlnet-depth", "t2v", "ip-adapter", "all", "export"])
+                                                       "controlnet-depth", "t2v", "ip-adapter", "all", "export",
+                                                       "soup"])
     ap.add_argument("--minutes", type=float, default=None, help="wall-time budget of this run, per stage")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1,
@@ -566,7 +605,8 @@ def main(argv=None):
                     help="text-unet stage: give the UNet attention at its first level too (with --init-from: "
                     "new blocks start as the identity); an export that has it keeps it")
     ap.add_argument("--cross-frame", type=float, default=0.0,
-                    help="text-unet stage: fraction of steps on 3-frame pans with sparse-causal attention")
+                    help="text-unet stage: fraction of steps on 3-frame camera moves (pans, zooms) with "
+                    "sparse-causal attention")
     ap.add_argument("--unet-weighting", choices=WEIGHTINGS, default="min-snr",
                     help="loss weighting of the text-unet stage")
     ap.add_argument("--t2v-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the t2v stage")
@@ -597,7 +637,15 @@ def main(argv=None):
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--work", type=Path, default=WORK, help="checkpoints, logs and trained parts (default .mini-train/)")
     ap.add_argument("--out", type=Path, default=OUT, help="where the components are exported")
+    ap.add_argument("--soup-with", type=Path, default=None,
+                    help="--stage soup: the export whose UNet, text encoder and edge ControlNet are averaged "
+                    "into --out's")
+    ap.add_argument("--soup-weight", type=float, default=0.5, help="--stage soup: the weight of --soup-with")
     args = ap.parse_args(argv)
+    if args.stage == "soup":
+        if args.soup_with is None:
+            raise SystemExit("--stage soup needs --soup-with DIR (an export of the same model)")
+        return soup(Log(args.work, "export"), args.out, args.soup_with, args.soup_weight)
     torch.set_num_threads(args.threads)
     setup_device(args)
     args.base = args.base or args.out
