@@ -61,7 +61,9 @@ def test_adapter_round_trips_through_diffusers_loader(tmp_path):
             if "encoder_hid_proj" in name or "_ip." in name:
                 p.add_(torch.randn_like(p) * 0.1)
     trained = adapter_state(unet)
-    assert len([k for k in trained if k.startswith("ip_adapter.")]) == 2 * 7  # 7 cross-attention layers
+    cross = [n for n in unet.attn_processors if n.endswith("attn2.processor")]  # one adapter each
+    assert len(cross) == 10  # 1 per down level, the mid block, 2 per up level: attention at every level
+    assert len([k for k in trained if k.startswith("ip_adapter.")]) == 2 * len(cross)  # to_k_ip, to_v_ip
     save_adapter(unet, enc, tmp_path / SUBFOLDER)
 
     fresh = UNet2DConditionModel.from_pretrained(IMAGE / "unet").float()

@@ -21,10 +21,12 @@ T2V = ROOT / "pipelines" / "videdit-mini-t2v"
 def test_inflated_unet3d_is_the_image_unet_per_frame():
     """At step 0 the video UNet is the image UNet run on each frame: the temporal layers are
     exact identities (shuffling the frames shuffles the output, bit for bit up to float
-    error), and the spatial layers are the image model's. Those are exact except at the
-    128-channel levels, where UNet3D's single head size gives 8 heads of 16 for the image
-    model's 4 of 32 (same weights, finer split; see ``unet3d_config``): exact against the image
-    model given the same split, 1.8 % off the shipped split."""
+    error), and the spatial layers are the image model's. Those are exact except where
+    UNet3D's single head size (16) splits differently from the image model's 4 heads per level:
+    8 heads of 16 for 4 of 32 at 128 channels, 2 of 16 for 4 of 8 at the 32-channel level (its
+    attention since the sixth session); see ``unet3d_config``. Exact against the image model
+    given the same split; off the shipped split by the split alone (2.3 %; 1.8 % when only the 128-channel
+    levels differed)."""
     import torch
     from diffusers import UNet2DConditionModel
 
@@ -41,15 +43,16 @@ def test_inflated_unet3d_is_the_image_unet_per_frame():
         with torch.no_grad():
             return video(x.permute(1, 0, 2, 3)[None], t, encoder_hidden_states=cond).sample[0].permute(1, 0, 2, 3)
 
-    # the image model with UNet3D's head split (8 heads of 16 at 128 channels): same weights
-    same_heads = UNet2DConditionModel.from_config({**image.config, "attention_head_dim": (4, 4, 8)}).eval()
+    # the image model with UNet3D's head split (heads of 16 channels at every level): same weights
+    heads = tuple(c // 16 for c in image.config.block_out_channels)
+    same_heads = UNet2DConditionModel.from_config({**image.config, "attention_head_dim": heads}).eval()
     same_heads.load_state_dict(image.state_dict())
     with torch.no_grad():
         per_frame = same_heads(frames, t.repeat(4), encoder_hidden_states=cond.repeat(4, 1, 1)).sample
         as_shipped = image(frames, t.repeat(4), encoder_hidden_states=cond.repeat(4, 1, 1)).sample
     out = run(frames)
     assert (out - per_frame).norm() / per_frame.norm() < 1e-5
-    assert (out - as_shipped).norm() / as_shipped.norm() < 0.05  # the finer split alone: 1.8 % measured
+    assert (out - as_shipped).norm() / as_shipped.norm() < 0.05  # the other split alone: 2.3 % measured
     order = torch.tensor([2, 0, 3, 1])
     assert torch.allclose(run(frames[order]), out[order], atol=1e-5)
     # the temporal layers are really there (trainable) and, once trained, tie frames together in
