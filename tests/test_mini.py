@@ -382,6 +382,18 @@ def test_training_stages_run_resume_and_export(tmp_path):
         torch.set_num_threads(threads)
     assert "resumed at step 2" in (work / "text-unet.log").read_text()
     assert train.load_ckpt(work, "text-unet")["step"] == 3
+    # from scratch the objective is v, and the resumed stage kept it (it reads the work folder's)
+    assert train.objective_of(out) == "v" and train.objective_of(work) == "v"
+    assert "objective eps" not in (work / "text-unet.log").read_text()
+    # a work folder trained with eps (earlier sessions' checkpoints) keeps eps when resumed
+    import argparse
+
+    train.scheduler("eps").save_pretrained(tmp_path / "eps-work" / "scheduler")
+    for stage in ("text-unet", "controlnet-edges", "all"):
+        ns = argparse.Namespace(stage=stage, init_from=None, work=tmp_path / "eps-work", base=out)
+        assert train.default_objective(ns) == "eps", stage
+    assert train.default_objective(argparse.Namespace(stage="text-unet", init_from=None,
+                                                      work=tmp_path / "fresh", base=out)) == "v"
     for part in ("vae", "unet", "text_encoder", "tokenizer", "controlnet-edges", "controlnet-depth", "scheduler"):
         assert (out / part).is_dir(), part
     assert not list(out.rglob("*.bin")) and list(out.rglob("*.safetensors"))

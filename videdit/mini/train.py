@@ -13,11 +13,11 @@ Stages:
   ``scaling_factor`` is set to 1/std of the latents, as SD's 0.18215 was.
 - ``text-unet``: a fixed pool of procedural scenes (each under several palettes) is
   rendered once and encoded with the frozen VAE; a ``CLIPTextModel`` and a
-  ``UNet2DConditionModel`` are trained jointly with the epsilon objective
-  (min-SNR weighting, 10 % caption dropout for classifier-free guidance, EMA);
-  options: ``--objective v``, ``--joint-cn P`` (the edge ControlNet in the same steps),
-  ``--top-attention`` (attention at the first level as well) and ``--cross-frame P``
-  (a fraction of steps on 3-frame camera moves (pans, zooms) under the engine's sparse-causal attention).
+  ``UNet2DConditionModel`` are trained jointly (min-SNR weighting, 10 % caption
+  dropout for classifier-free guidance, EMA); the objective is v from scratch (the first
+  sessions' weights used epsilon; see :func:`default_objective`); options: ``--objective``,
+  ``--joint-cn P`` (the edge ControlNet in the same steps), ``--top-attention`` (attention at
+  the first level as well) and ``--cross-frame P`` (a fraction of steps on 3-frame camera moves (pans, zooms) under the engine's sparse-causal attention).
 - ``controlnet``: ``ControlNetModel.from_unet`` copies, trained with everything
   else frozen: one on ``get_extractor("canny")`` of the renders (the signal the
   recipe feeds it at inference), one on the depth-by-construction map.
@@ -185,6 +185,17 @@ def train_vae(args, log):
     log(f"done at step {step}, loss {ema_loss or float('nan'):.4f}, held-out PSNR {psnr:.2f} dB, scaling_factor {scale:.4f}")
     vae.save_pretrained(args.work / "vae")
     return {"steps": step, "loss": ema_loss, "psnr": psnr, "scaling_factor": scale}
+
+
+def default_objective(args) -> str:
+    """The objective when ``--objective`` is not given: a fine-tune keeps its model's, a stage that
+    trains against a UNet (ControlNet, IP-Adapter) or inflates one (t2v) takes that UNet's, a stage
+    resumed in a work folder takes what that folder was trained with; from scratch, ``v`` (the fifth
+    session's finding: SD 1.5's eps schedule lets the model ignore colour words, see :func:`scheduler`)."""
+    trained = args.work if (args.work / "scheduler").is_dir() else None
+    src = {"text-unet": args.init_from or trained, "t2v": args.init_from or args.base,
+           "all": trained, "vae": trained}.get(args.stage, trained or args.base)
+    return objective_of(src) or "v"
 
 
 def load_vae(work: Path):
@@ -598,7 +609,8 @@ def main(argv=None):
                     help="also train on the pool's clips mirrored and played backwards, captions to match")
     ap.add_argument("--objective", choices=OBJECTIVES, default=None,
                     help="what the UNets predict: eps (SD 1.5's) or v with a zero-terminal-SNR schedule; "
-                    "default: that of the --init-from / --base export, else eps")
+                    "default: that of the model fine-tuned or trained against (--init-from, the work folder, "
+                    "--base), else v")
     ap.add_argument("--joint-cn", type=float, default=0.0,
                     help="text-unet stage: also train the edge ControlNet, applied to this fraction of samples")
     ap.add_argument("--top-attention", action="store_true",
@@ -649,10 +661,7 @@ def main(argv=None):
     torch.set_num_threads(args.threads)
     setup_device(args)
     args.base = args.base or args.out
-    if args.objective is None:  # a fine-tune keeps its model's objective; the ControlNet, its UNet's
-        src = {"text-unet": args.init_from, "t2v": args.init_from or args.base}.get(
-            args.stage, args.work if (args.work / "scheduler").is_dir() else args.base)
-        args.objective = objective_of(src) or "eps"
+    args.objective = args.objective or default_objective(args)
     defaults = {"vae": 14, "text-unet": 28, "controlnet-edges": 11, "controlnet-depth": 3, "t2v": 45,
                 "ip-adapter": 30}
     stages = {"all": ["vae", "text-unet", "controlnet-edges", "controlnet-depth", "export", "t2v",
