@@ -506,3 +506,25 @@ def test_soup_averages_two_exports_parameter_by_parameter(tmp_path):
         train.soup(logs.append, tmp_path / "a", tmp_path / "c", 0.5, parts=("unet",))
     with pytest.raises(SystemExit, match="soup-with"):
         train.main(["--stage", "soup", "--out", str(tmp_path / "a")])
+
+
+def test_one_frame_cross_frame_attention_is_plain_self_attention():
+    """The text-unet stage installs sparse-causal processors once and runs its single-image steps
+    through them with one frame per clip: that must be the UNet's ordinary attention."""
+    import torch
+    from diffusers import UNet2DConditionModel
+
+    from videdit.core.attention import FrameContext, cross_frame_attention
+    from videdit.mini import train
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**train.unet_config(top_attention=True)).eval()
+    x, t, emb = torch.randn(5, 8, 16, 16), torch.full((5,), 300), torch.randn(5, 7, 64)
+    with torch.no_grad():
+        ref = unet(x, t, encoder_hidden_states=emb).sample
+        with cross_frame_attention([unet], "sparse-causal", FrameContext(1)) as ctx:
+            one = unet(x, t, encoder_hidden_states=emb).sample
+            ctx.frames = 5  # the same batch as one 5-frame clip: now the frames do mix
+            clip = unet(x, t, encoder_hidden_states=emb).sample
+    assert torch.allclose(one, ref, atol=1e-5)
+    assert not torch.allclose(clip, ref, atol=1e-3)

@@ -17,7 +17,8 @@ Stages:
   dropout for classifier-free guidance, EMA); the objective is v from scratch (the first
   sessions' weights used epsilon; see :func:`default_objective`); options: ``--objective``,
   ``--joint-cn P`` (the edge ControlNet in the same steps), ``--top-attention`` (attention at
-  the first level as well) and ``--cross-frame P`` (a fraction of steps on 3-frame camera moves (pans, zooms) under the engine's sparse-causal attention).
+  the first level as well) and ``--cross-frame P`` (a fraction of steps on 3-frame camera
+  moves, pans and zooms, under the engine's sparse-causal attention).
 - ``controlnet``: ``ControlNetModel.from_unet`` copies, trained with everything
   else frozen: one on ``get_extractor("canny")`` of the renders (the signal the
   recipe feeds it at inference), one on the depth-by-construction map.
@@ -295,10 +296,10 @@ def camera_frames(x: torch.Tensor, shifts: torch.Tensor, zooms: torch.Tensor, fr
     theta[..., 0, 0] = theta[..., 1, 1] = 1 / scale
     theta[..., 0, 2] = -2 * k[None] * shifts[:, None, 1].float() / w
     theta[..., 1, 2] = -2 * k[None] * shifts[:, None, 0].float() / h
-    grid = torch.nn.functional.affine_grid(theta.view(-1, 2, 3), [n * frames, c, h, w], align_corners=False)
+    grid = F.affine_grid(theta.view(-1, 2, 3), [n * frames, c, h, w], align_corners=False)
     src = x.float().repeat_interleave(frames, 0)
-    out = torch.nn.functional.grid_sample(src, grid, mode="nearest" if x.dtype == torch.uint8 else "bilinear",
-                                          padding_mode="reflection", align_corners=False)
+    out = F.grid_sample(src, grid, mode="nearest" if x.dtype == torch.uint8 else "bilinear",
+                        padding_mode="reflection", align_corners=False)
     out = out.round().to(torch.uint8) if x.dtype == torch.uint8 else out.to(x.dtype)
     return out[:, 0] if squeeze else out
 
@@ -402,42 +403,47 @@ def train_text_unet(args, log):
         cn.train()
     nets = [unet] + ([cn] if cn is not None else [])
     loop = Steps(args, log, "text-unet", opt, params, step, state, args.minutes, log_every=50)
-    while loop.running(args.unet_steps):
-        loop.set_lr(args.unet_steps, args.unet_lr)
-        frames = 3 if args.cross_frame and rng.random() < args.cross_frame else 1
-        n = max(1, args.batch // frames)
-        g, idx, drop = step_draws(args, rng, len(lat_all), n, 0.1)  # caption dropout, for CFG
-        x0 = lat_all[idx].float()
-        flip = rng.random() < 0.5
-        if flip:
-            x0 = x0.flip(-1)
-        ids = torch.where(drop[:, None], empty, ids_all[idx])
-        noise = torch.randn(x0.shape, generator=g, device=dev)
-        t = torch.randint(0, 1000, (n,), generator=g, device=dev)
-        on = (torch.rand(n, generator=g, device=dev) < args.joint_cn).float()[:, None, None, None]
-        edges = None if cn is None else (edges_all[idx].flip(-1) if flip else edges_all[idx])
-        if frames > 1:  # camera moves: up to 2 latent pixels (16 px) per frame either way, zooms of +-10 %
-            shifts = (torch.rand(n, 2, generator=g, device=dev) * 4 - 2)
-            zooms = torch.exp((torch.rand(n, generator=g, device=dev) * 2 - 1) * math.log(1.1))
-            still = torch.rand(n, generator=g, device=dev) < 0.25  # a quarter of the clips pan only
-            zooms = torch.where(still, torch.ones_like(zooms), zooms)
-            x0 = camera_frames(x0, shifts, zooms, frames)
-            if edges is not None:
-                edges = camera_frames(edges, shifts * (edges.shape[-1] // x0.shape[-1]), zooms, frames)
-            ids, noise, t, on = (v.repeat_interleave(frames, 0) for v in (ids, noise, t, on))
-        xt = sched.add_noise(x0, noise, t)
-        with autocast(args), cross_frame_attention(nets, "sparse-causal" if frames > 1 else "none",
-                                                   FrameContext(frames)):
-            emb = te(ids)[0]
-            res = {}
-            if cn is not None:
-                down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=edge_cond(edges), return_dict=False)
-                res = {"down_block_additional_residuals": [d * on for d in down],
-                       "mid_block_additional_residual": mid * on}
-            pred = unet(xt, t, encoder_hidden_states=emb, **res).sample
-        loop.update(diffusion_loss(sched, t, pred, x0, noise, args.unet_weighting))
-        for ema, m in pairs:
-            ema_update(ema, m, loop.step - 1)
+    # Installed once: single-image steps run the same processors with one frame per clip, which
+    # is plain self-attention (a frame's only key/value source is itself); only ctx.frames changes.
+    mode = "sparse-causal" if args.cross_frame else "none"
+    with cross_frame_attention(nets, mode, FrameContext(1)) as ctx:
+        while loop.running(args.unet_steps):
+            loop.set_lr(args.unet_steps, args.unet_lr)
+            frames = 3 if args.cross_frame and rng.random() < args.cross_frame else 1
+            n = max(1, args.batch // frames)
+            g, idx, drop = step_draws(args, rng, len(lat_all), n, 0.1)  # caption dropout, for CFG
+            x0 = lat_all[idx].float()
+            flip = rng.random() < 0.5
+            if flip:
+                x0 = x0.flip(-1)
+            ids = torch.where(drop[:, None], empty, ids_all[idx])
+            noise = torch.randn(x0.shape, generator=g, device=dev)
+            t = torch.randint(0, 1000, (n,), generator=g, device=dev)
+            on = (torch.rand(n, generator=g, device=dev) < args.joint_cn).float()[:, None, None, None]
+            edges = None if cn is None else (edges_all[idx].flip(-1) if flip else edges_all[idx])
+            if frames > 1:  # camera moves: up to 2 latent pixels (16 px) per frame either way, zooms of +-10 %
+                shifts = (torch.rand(n, 2, generator=g, device=dev) * 4 - 2)
+                zooms = torch.exp((torch.rand(n, generator=g, device=dev) * 2 - 1) * math.log(1.1))
+                still = torch.rand(n, generator=g, device=dev) < 0.25  # a quarter of the clips pan only
+                zooms = torch.where(still, torch.ones_like(zooms), zooms)
+                x0 = camera_frames(x0, shifts, zooms, frames)
+                if edges is not None:
+                    edges = camera_frames(edges, shifts * (edges.shape[-1] // x0.shape[-1]), zooms, frames)
+                ids, noise, t, on = (v.repeat_interleave(frames, 0) for v in (ids, noise, t, on))
+            xt = sched.add_noise(x0, noise, t)
+            ctx.frames = frames
+            with autocast(args):
+                emb = te(ids)[0]
+                res = {}
+                if cn is not None:
+                    down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=edge_cond(edges),
+                                   return_dict=False)
+                    res = {"down_block_additional_residuals": [d * on for d in down],
+                           "mid_block_additional_residual": mid * on}
+                pred = unet(xt, t, encoder_hidden_states=emb, **res).sample
+            loop.update(diffusion_loss(sched, t, pred, x0, noise, args.unet_weighting))
+            for ema, m in pairs:
+                ema_update(ema, m, loop.step - 1)
     loop.save()
     step, ema_loss = loop.step, loop.loss
     for (ema, _), name in zip(pairs, ("unet", "text_encoder", "controlnet-edges")):
