@@ -326,7 +326,7 @@ def joint_training(args, log, stage: str, unet, te, lr: float, seed: int, extra=
     for m in models:
         m.to(args.dev)
     pairs = [(copy.deepcopy(m).requires_grad_(False), m) for m in models]
-    params = [p for m in models for p in m.parameters()]
+    params = [p for m in models for p in m.parameters() if p.requires_grad]
     opt = adamw(params, args, lr)
     step, rng = 0, np.random.default_rng(seed)
     keys = (("unet", "ema_u"), ("te", "ema_t"), ("x", "ema_x"))  # checkpoint names, in the order of pairs
@@ -345,6 +345,19 @@ def joint_training(args, log, stage: str, unet, te, lr: float, seed: int, extra=
         return body
 
     return pairs, params, opt, step, rng, state
+
+
+def train_only_self_attention(models) -> None:
+    """Freeze every parameter of ``models`` but those of the spatial self-attention layers (``attn1``).
+
+    Cross-frame attention changes only where a frame's keys and values come from, so a fine-tune
+    for it need not touch the convolutions and the text cross-attention, which carry structure and
+    colour (Tune-A-Video, Wu et al. 2023, likewise trains only attention projections)."""
+    for m in models:
+        m.requires_grad_(False)
+        for name, sub in m.named_modules():
+            if name.endswith("attn1"):
+                sub.requires_grad_(True)
 
 
 def controlnet_to_train(args, log, unet, name: str = "controlnet-edges"):
@@ -386,13 +399,16 @@ def train_text_unet(args, log):
     if args.init_from:  # fine-tune exported weights instead of starting from scratch
         init_from_export(log, args.init_from, tok, te, unet)
     cn = controlnet_to_train(args, log, unet).to(args.dev) if args.joint_cn else None
+    if args.train_only == "self-attention":
+        train_only_self_attention([unet, te] + ([cn] if cn is not None else []))
     pairs, params, opt, step, rng, state = joint_training(args, log, "text-unet", unet, te, args.unet_lr,
                                                           args.seed + 1, extra=cn)
     sched = scheduler(args.objective)
     log(f"params unet {sum(p.numel() for p in unet.parameters()) / 1e6:.2f} M, "
         f"text {sum(p.numel() for p in te.parameters()) / 1e6:.2f} M, objective {args.objective}"
         + (f", controlnet trained jointly on {args.joint_cn:.0%} of samples" if cn is not None else "")
-        + (f", {args.cross_frame:.0%} of steps on 3-frame camera moves" if args.cross_frame else ""))
+        + (f", {args.cross_frame:.0%} of steps on 3-frame camera moves" if args.cross_frame else "")
+        + (f", training {sum(p.numel() for p in params) / 1e6:.2f} M parameters" if args.train_only != "all" else ""))
     dev = args.dev
     lat_all = torch.from_numpy(pool["latents"]).to(dev)  # float16, made float32 per batch
     edges_all = torch.from_numpy(pool["edges"]).to(dev) if cn is not None else None
@@ -625,6 +641,9 @@ def main(argv=None):
     ap.add_argument("--cross-frame", type=float, default=0.0,
                     help="text-unet stage: fraction of steps on 3-frame camera moves (pans, zooms) with "
                     "sparse-causal attention")
+    ap.add_argument("--train-only", choices=["all", "self-attention"], default="all",
+                    help="text-unet stage: which parameters train (self-attention: the attn1 layers of the "
+                    "UNet and ControlNet, everything else frozen)")
     ap.add_argument("--unet-weighting", choices=WEIGHTINGS, default="min-snr",
                     help="loss weighting of the text-unet stage")
     ap.add_argument("--t2v-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the t2v stage")
@@ -639,7 +658,10 @@ def main(argv=None):
     ap.add_argument("--ip-steps", type=int, default=6000)
     ap.add_argument("--ip-lr", type=float, default=5e-4)
     ap.add_argument("--ip-pool", type=int, default=4000, help="(target, reference) pairs in the IP-Adapter pool")
-    ap.add_argument("--ip-self-share", type=float, default=0.0,
+    ap.add_argument("--ip-distill", action=argparse.BooleanOptionalAction, default=True,
+                    help="ip-adapter stage: learn to reproduce the caption-conditioned UNet from the reference "
+                    "alone (--no-ip-distill: the plain diffusion loss, with captions dropped half of the time)")
+    ap.add_argument("--ip-self-share", type=float, default=0.5,
                     help="fraction of IP-Adapter references that are the target's own patches, shuffled")
     ap.add_argument("--save-every", type=int, default=100)
     ap.add_argument("--device", default="cpu", help="torch device of the stages after the VAE (cpu, cuda)")
