@@ -416,10 +416,13 @@ def test_training_stages_run_resume_and_export(tmp_path):
     # fine-tuning the exported adapter (--init-from), with shuffled-patch references
     try:
         train.main(["--stage", "ip-adapter", *tiny, "--work", str(tmp_path / "w2"), "--init-from", str(out),
-                    "--ip-self-share", "0.5", "--ip-steps", "1", "--no-export"])
+                    "--ip-self-share", "0.5", "--no-ip-distill", "--ip-steps", "1", "--no-export"])
     finally:
         torch.set_num_threads(threads)
     assert "initialised from" in (tmp_path / "w2" / "ip-adapter.log").read_text()
+    # distillation from the caption-conditioned UNet is the default; --no-ip-distill the plain loss
+    assert "distillation" in (work / "ip-adapter.log").read_text()
+    assert "distillation" not in (tmp_path / "w2" / "ip-adapter.log").read_text()
     assert train.load_ckpt(tmp_path / "w2", "ip-adapter")["step"] == 1
 
 

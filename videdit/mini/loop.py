@@ -233,6 +233,13 @@ def diffusion_loss(sched, t: torch.Tensor, pred: torch.Tensor, x0: torch.Tensor,
     and the eps error barely sees them -- count as much as the rest. With v and a
     zero-terminal-SNR schedule both stay finite at SNR = 0, where eps cannot be used.
     """
+    return weighted_mse(sched, t, pred, prediction_target(sched, x0, noise, t), weighting)
+
+
+def weighted_mse(sched, t: torch.Tensor, pred: torch.Tensor, target: torch.Tensor,
+                 weighting: str = "min-snr") -> torch.Tensor:
+    """MSE of ``pred`` against ``target`` (both in the scheduler's prediction space), weighted
+    per sample as :func:`diffusion_loss` describes."""
     ac = sched.alphas_cumprod.to(t.device)[t]
     snr = ac / (1 - ac)
     v = sched.config.prediction_type == "v_prediction"
@@ -243,4 +250,4 @@ def diffusion_loss(sched, t: torch.Tensor, pred: torch.Tensor, x0: torch.Tensor,
         w = torch.clamp(torch.clamp(snr, min=1.0) / k, max=50.0)
     else:
         raise ValueError(f"weighting must be one of {WEIGHTINGS}, got {weighting!r}")
-    return (w * ((pred.float() - prediction_target(sched, x0, noise, t)) ** 2).flatten(1).mean(1)).mean()
+    return (w * ((pred.float() - target) ** 2).flatten(1).mean(1)).mean()

@@ -14,6 +14,12 @@ projections (decoupled cross-attention), added to the text attention. Here:
   scene under the same palette, so the only thing the reference can tell the model
   is the palette (Gen-1's "content from an image" at this model's scale). Captions
   are dropped half of the time so the image alone must carry the palette.
+- ``--ip-distill``: instead of the noisy diffusion target, the adapter (given the
+  reference and an empty caption) learns to reproduce the frozen UNet's prediction
+  given the target's *caption* (adapter off): the reference must do what its
+  palette's words do. The teacher's output has no sampling noise in it, so the few
+  bits of palette information are not buried in the diffusion loss's variance
+  (the plain objective left the adapter without a measurable effect; see the card).
 
 The result is written in h94/IP-Adapter's layout (``ip-adapter/ip-adapter_mini.safetensors``
 with ``image_proj.*`` / ``ip_adapter.<id>.to_{k,v}_ip.weight`` keys, and
@@ -24,6 +30,7 @@ with ``image_proj.*`` / ``ip_adapter.<id>.to_{k,v}_ip.weight`` keys, and
 from __future__ import annotations
 
 import copy
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
@@ -32,7 +39,7 @@ import torch
 
 from . import data
 from .loop import (Steps, adamw, autocast, batched, cached_pool, diffusion_loss, ema_update, load_ckpt, process_map,
-                   step_draws, to_tensor, tokenize)
+                   step_draws, to_tensor, tokenize, weighted_mse)
 from .train import OUT, ROOT, load_vae, scheduler
 
 H94 = ROOT / "tests" / "hub_configs" / "h94--IP-Adapter" / "models" / "image_encoder"
@@ -206,6 +213,9 @@ def train_ip_adapter(args, log):
         emb_all = torch.cat([te(tokenize(tok, caps[i:i + 256]).to(dev))[0] for i in range(0, len(caps), 256)])
         emb_empty = te(tokenize(tok, [""]).to(dev))[0]
     enc.train()
+    proj_dim = cfg.projection_dim if not args.init_from else enc.config.projection_dim
+    if args.ip_distill:
+        log("objective: distillation from the caption-conditioned UNet (image alone, no caption)")
     loop = Steps(args, log, "ip-adapter", opt, params, step,
                  lambda: {"params": [p.detach() for p in params], "ema": [e.detach() for e in ema],
                           "opt": opt.state_dict(), "rng": rng}, args.minutes)
@@ -217,15 +227,25 @@ def train_ip_adapter(args, log):
         noise = torch.randn(x0.shape, generator=g, device=dev)
         t = torch.randint(0, 1000, (args.batch,), generator=g, device=dev)
         keep = (torch.rand(args.batch, generator=g, device=dev) >= 0.05).float()[:, None]
+        xt = sched.add_noise(x0, noise, t)
+        if args.ip_distill:  # the teacher: the frozen UNet given the target's caption, adapter off
+            with torch.no_grad(), autocast(args), ip_scale(unet, 0.0):
+                text = torch.where(keep[:, :, None] > 0, emb_all[idx], emb_empty)  # no image: no caption
+                teacher = unet(xt, t, encoder_hidden_states=text,
+                               added_cond_kwargs={"image_embeds": [torch.zeros(args.batch, 1, proj_dim, device=dev)]}
+                               ).sample.float()
+            emb = emb_empty.expand(args.batch, -1, -1)
         with autocast(args):
             # a share of the references are the target's own shuffled patches (its exact palette)
             own = (torch.rand(args.batch, generator=g, device=dev) < args.ip_self_share)[:, None, None, None]
             image = enc(torch.where(own, own_all[idx], refs_all[idx]).float()).image_embeds
             # the adapter's own "no image" is a zero embedding (what the engine feeds without --ref-image)
             image = image * keep
-            eps = unet(sched.add_noise(x0, noise, t), t, encoder_hidden_states=emb,
-                       added_cond_kwargs={"image_embeds": [image[:, None]]}).sample
-        loop.update(diffusion_loss(sched, t, eps, x0, noise, args.ip_weighting))
+            pred = unet(xt, t, encoder_hidden_states=emb, added_cond_kwargs={"image_embeds": [image[:, None]]}).sample
+        if args.ip_distill:
+            loop.update(weighted_mse(sched, t, pred, teacher, args.ip_weighting))
+        else:
+            loop.update(diffusion_loss(sched, t, pred, x0, noise, args.ip_weighting))
         ema_update(ema, params, loop.step - 1, decay=0.998)
     loop.save()
     with torch.no_grad():
@@ -234,6 +254,20 @@ def train_ip_adapter(args, log):
     save_adapter(unet, enc, args.work / "ip-adapter")
     log(f"done at step {loop.step}, loss {loop.loss or float('nan'):.4f}")
     return {"steps": loop.step, "loss": loop.loss}
+
+
+@contextmanager
+def ip_scale(unet, scale: float):
+    """Temporarily set every IP-Adapter attention processor of ``unet`` to ``scale`` (0: the plain UNet)."""
+    procs = [p for p in unet.attn_processors.values() if hasattr(p, "scale") and hasattr(p, "to_k_ip")]
+    saved = [p.scale for p in procs]
+    for p in procs:
+        p.scale = [scale] * len(p.scale)
+    try:
+        yield
+    finally:
+        for p, s in zip(procs, saved):
+            p.scale = s
 
 
 def save_adapter(unet, enc, out: Path, half: bool = False) -> None:
