@@ -189,8 +189,12 @@ def test_bad_inputs_raise_one_line_errors(tiny, tmp_path):
         pipe.restyle(os.path.join(SAMPLES, "shapes.mp4"), "x", strength=1.5)
     with pytest.raises(UsageError, match="--prompt or a --ref-image"):
         pipe.restyle(os.path.join(SAMPLES, "shapes.mp4"), "  ")
-    with pytest.raises(UsageError, match="no IP-Adapter"):
+    with pytest.raises(InputError, match="nope.png: reference image not found"):  # before any work
         pipe.restyle(os.path.join(SAMPLES, "shapes.mp4"), "x", ref_image=str(tmp_path / "nope.png"))
+    ref = tmp_path / "ref.png"
+    ref.write_bytes(b"")  # exists: the recipe is checked next
+    with pytest.raises(UsageError, match="no IP-Adapter"):
+        pipe.restyle(os.path.join(SAMPLES, "shapes.mp4"), "x", ref_image=str(ref))
     with pytest.raises(UsageError, match="has ControlNets for: canny"):
         pipe.restyle(os.path.join(SAMPLES, "shapes.mp4"), "x", structure=("depth",))
     missing = write_recipe(tmp_path / "m.toml", str(tmp_path / "absent-model"))

@@ -7,10 +7,11 @@ and from Python.
 
 from __future__ import annotations
 
+import os
 import re
 from dataclasses import dataclass
 
-from .errors import UsageError
+from .errors import InputError, UsageError
 
 __all__ = ["TimePoint", "ReadOptions", "parse_time", "parse_size"]
 
@@ -185,6 +186,8 @@ class DiffusionOptions:
             except ValueError:
                 raise UsageError(f"--structure-scale: '{self.structure_scale}' is not a number list") from None
         set_(self, "size", parse_size(self.size))
+        if isinstance(self.ref_image, str) and self.ref_image and not os.path.isfile(self.ref_image):
+            raise InputError(f"{self.ref_image}: reference image not found")  # before any model loads
         checks = [("strength", 0.0, 1.0, False), ("guidance", 0.0, 50.0, True), ("eta", 0.0, 1.0, True),
                   ("noise_share", 0.0, 1.0, True)]
         for name, lo, hi, lo_ok in checks:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import warnings
 from dataclasses import dataclass, field
 
 import torch
@@ -178,9 +179,11 @@ def _attach_ip_adapter(comps: Components, allow_pickle: bool) -> None:
     from diffusers import StableDiffusionPipeline
 
     spec = comps.recipe.ip_adapter
-    pipe = StableDiffusionPipeline(vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=comps.tokenizer,
-                                   unet=comps.unet, scheduler=comps.scheduler, safety_checker=None,
-                                   feature_extractor=None, image_encoder=None, requires_safety_checker=False)
+    with warnings.catch_warnings():  # its SD-1.x scheduler-config advice is moot: the pipeline never samples
+        warnings.simplefilter("ignore", FutureWarning)
+        pipe = StableDiffusionPipeline(vae=comps.vae, text_encoder=comps.text_encoder, tokenizer=comps.tokenizer,
+                                       unet=comps.unet, scheduler=comps.scheduler, safety_checker=None,
+                                       feature_extractor=None, image_encoder=None, requires_safety_checker=False)
     try:
         pipe.load_ip_adapter(spec.model, subfolder=spec.subfolder, weight_name=spec.weight_name,
                              image_encoder_folder=spec.image_encoder_folder, local_files_only=True)
