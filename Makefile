@@ -52,4 +52,4 @@ train-mini-gpu: install
 
 # videdit-mini acceptance numbers on held-out seeds (prompt adherence, edge F1, temporal consistency)
 eval-mini: install
-	$(BIN)/python -m videdit.mini.eval --scenes 50 --t2v 50
+	$(BIN)/python -m videdit.mini.eval --scenes 50 --t2v 50 --ip 50
