@@ -114,6 +114,7 @@ def eval_clip(pipe, name: str, prompt: str, max_frames: int | None, **opts) -> d
 
 
 HELD_OUT_IP = 92_000_000
+SHEET_TRIALS = 6  # reference trials kept for --ip-sheet
 
 
 def colour_histogram(image: np.ndarray, bins: int = 6) -> np.ndarray:
@@ -149,7 +150,7 @@ def eval_reference(pipe, n: int, seed: int = HELD_OUT_IP, **opts) -> dict:
     from ..io import Video
 
     hits = base = 0
-    rows = []
+    rows, shown = [], []  # shown: the first trials' (source, reference, output) for --ip-sheet
     with tempfile.TemporaryDirectory() as tmp:
         for i, (src, ref, other) in enumerate(reference_trials(n, seed)):
             path = str(Path(tmp) / f"ref{i}.png")
@@ -161,16 +162,21 @@ def eval_reference(pipe, n: int, seed: int = HELD_OUT_IP, **opts) -> dict:
             hits += d[0] < d[1]
             base += palette_distance(plain, ref) < palette_distance(plain, other)
             rows.append({"to_reference": round(d[0], 3), "to_other": round(d[1], 3)})
-    return {"trials": n, "nearer_reference": hits / n, "without_reference": base / n, "rows": rows}
+            if i < SHEET_TRIALS:
+                shown.append((src, ref, out))
+    return {"trials": n, "nearer_reference": hits / n, "without_reference": base / n, "rows": rows,
+            "images": shown}
 
 
-def contact_sheet(src: np.ndarray, out: np.ndarray, path: Path, n: int = 6, scale: int = 2):
-    idx = np.linspace(0, len(out) - 1, n).round().astype(int)
+def contact_sheet(rows: list[np.ndarray], path: Path, n: int = 6, scale: int = 2):
+    """A PNG of ``n`` evenly spaced columns from each of ``rows`` (``(F, H, W, 3) uint8`` each, one size),
+    row above row: e.g. source frames over output frames."""
+    idx = np.linspace(0, len(rows[-1]) - 1, n).round().astype(int)
     pad = 4
-    h, w = out.shape[1] * scale, out.shape[2] * scale
-    sheet = np.full((2 * h + 3 * pad, n * (w + pad) + pad, 3), 255, np.uint8)
+    h, w = rows[-1].shape[1] * scale, rows[-1].shape[2] * scale
+    sheet = np.full((len(rows) * (h + pad) + pad, n * (w + pad) + pad, 3), 255, np.uint8)
     for j, i in enumerate(idx):
-        for r, frames in enumerate((src, out)):
+        for r, frames in enumerate(rows):
             im = cv2.resize(frames[i], (w, h), interpolation=cv2.INTER_NEAREST)
             y, x = pad + r * (h + pad), pad + j * (w + pad)
             sheet[y:y + h, x:x + w] = im
@@ -201,6 +207,8 @@ def main(argv=None):
     ap.add_argument("--noise-share", type=float, default=None, help="initial noise common to all frames (0-1)")
     ap.add_argument("--ip", type=int, default=0, help="held-out reference-image trials for the IP-Adapter")
     ap.add_argument("--ip-pipeline", default="mini-ipadapter")
+    ap.add_argument("--ip-sheet", default=None, help="write a contact sheet of the first reference trials here "
+                    "(rows: source, reference, output)")
     ap.add_argument("--seed-offset", type=int, default=0,
                     help="shift every held-out seed range by this much: a validation set for choosing settings "
                     "(the acceptance numbers are the ones at 0)")
@@ -227,8 +235,8 @@ def main(argv=None):
               f"{sc['edge_f1_median']:.3f} [target >= 0.6: {'MET' if sc['edge_f1_mean'] >= 0.6 else 'NOT MET'}]")
         if args.scene_sheet:
             k = min(8, sc["scenes"])
-            contact_sheet(np.stack([sc["inputs"][i][0] for i in range(k)]),
-                          np.stack([sc["outputs"][i] for i in range(k)]), Path(args.scene_sheet), n=k, scale=1)
+            contact_sheet([np.stack([sc["inputs"][i][0] for i in range(k)]),
+                           np.stack([sc["outputs"][i] for i in range(k)])], Path(args.scene_sheet), n=k, scale=1)
         report["scenes"] = {k: v for k, v in sc.items() if k not in ("outputs", "inputs")}
     clips = [c for c in args.clips.split(",") if c]
     report["clips"] = []
@@ -236,7 +244,7 @@ def main(argv=None):
         r = eval_clip(pipe, c, SAMPLE_PROMPTS.get(c, "a neon scene"), args.max_frames, **opts)
         src, out = r.pop("_frames")
         if args.sheet and c == clips[0]:
-            contact_sheet(src, out, Path(args.sheet))
+            contact_sheet([src, out], Path(args.sheet))
         print(f"sample {c} ({r['frames']} frames at {r['size']}, prompt '{r['prompt']}'):")
         print(f"  edge F1 vs source: {r['edge_f1']:.3f}")
         print(f"  warp error: sparse-causal {r['warp_sparse_causal']:.5f}, none {r['warp_none']:.5f}, "
@@ -248,6 +256,9 @@ def main(argv=None):
     if args.ip:
         first = HELD_OUT_IP + args.seed_offset
         ip = eval_reference(load_pipeline(args.ip_pipeline, device="cpu"), args.ip, seed=first, **opts)
+        shown = ip.pop("images")
+        if args.ip_sheet:  # columns: trials; rows: source, reference, output
+            contact_sheet([np.stack(r) for r in zip(*shown)], Path(args.ip_sheet), n=len(shown), scale=1)
         print(f"reference image ({args.ip_pipeline}, {ip['trials']} held-out trials, seeds {first}..):")
         print(f"  output palette nearer its reference than another: {ip['nearer_reference']:.0%} "
               f"[target >= 85%: {'MET' if ip['nearer_reference'] >= 0.85 else 'NOT MET'}]; "
