@@ -14,10 +14,10 @@ projections (decoupled cross-attention), added to the text attention. Here:
   scene under the same palette, so the only thing the reference can tell the model
   is the palette (Gen-1's "content from an image" at this model's scale). Captions
   are dropped half of the time so the image alone must carry the palette.
-- ``--ip-distill``: instead of the noisy diffusion target, the adapter (given the
-  reference and an empty caption) learns to reproduce the frozen UNet's prediction
-  given the target's *caption* (adapter off): the reference must do what its
-  palette's words do. The teacher's output has no sampling noise in it, so the few
+- ``--ip-distill`` (the default; ``--no-ip-distill`` keeps the loss above): instead of
+  the noisy diffusion target, the adapter (given the reference and an empty caption)
+  learns to reproduce the frozen UNet's prediction given the target's *caption*
+  (adapter off): the reference must do what its palette's words do. The teacher's output has no sampling noise in it, so the few
   bits of palette information are not buried in the diffusion loss's variance
   (the plain objective left the adapter without a measurable effect; see the card).
 
@@ -213,7 +213,7 @@ def train_ip_adapter(args, log):
         emb_all = torch.cat([te(tokenize(tok, caps[i:i + 256]).to(dev))[0] for i in range(0, len(caps), 256)])
         emb_empty = te(tokenize(tok, [""]).to(dev))[0]
     enc.train()
-    proj_dim = cfg.projection_dim if not args.init_from else enc.config.projection_dim
+    proj_dim = enc.config.projection_dim
     if args.ip_distill:
         log("objective: distillation from the caption-conditioned UNet (image alone, no caption)")
     loop = Steps(args, log, "ip-adapter", opt, params, step,
