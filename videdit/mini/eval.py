@@ -30,6 +30,11 @@ HELD_OUT = 90_000_000  # training uses seeds < 10^7 (pool) and random 31-bit dra
 SAMPLE_PROMPTS = {"pan-astronaut": "neon pink and cyan shapes on a black background",
                   "zoom-coffee": "pastel green and purple shapes on a blue background",
                   "shapes": "red and yellow shapes on a black background"}
+# Validation clips (samples/make_samples.py --validation) get prompts of the same kind (two shape colours,
+# a background), other colours: the seventh session found that "a neon scene" did not predict the samples.
+VALIDATION_PROMPTS = {"val-pan-chelsea": "neon yellow and blue shapes on a black background",
+                      "val-zoom-rocket": "pastel pink and green shapes on a purple background",
+                      "val-shapes": "orange and cyan shapes on a white background"}
 
 
 def dominant_colour(image: np.ndarray, mask: np.ndarray, min_sat: float = 0.2) -> str | None:
@@ -241,7 +246,8 @@ def main(argv=None):
     clips = [c for c in args.clips.split(",") if c]
     report["clips"] = []
     for c in clips:
-        r = eval_clip(pipe, c, SAMPLE_PROMPTS.get(c, "a neon scene"), args.max_frames, **opts)
+        prompt = SAMPLE_PROMPTS.get(c) or VALIDATION_PROMPTS.get(Path(c).stem, "a neon scene")
+        r = eval_clip(pipe, c, prompt, args.max_frames, **opts)
         src, out = r.pop("_frames")
         if args.sheet and c == clips[0]:
             contact_sheet([src, out], Path(args.sheet))
