@@ -90,8 +90,11 @@ def prepare(comps: Components, opts: DiffusionOptions) -> Prepared:
     if not opts.prompt.strip() and not opts.ref_image:
         raise UsageError("give a --prompt or a --ref-image (both empty)")
     if opts.ref_image and recipe.ip_adapter is None:
+        from .recipes import list_recipes
+
+        names = [r.name for r in list_recipes() if r.ip_adapter is not None and r.kind == recipe.kind]
         raise UsageError(f"pipeline '{recipe.name}' has no IP-Adapter, so --ref-image cannot be used; "
-                         "choose a recipe with [ip_adapter] (e.g. sd15-depth-ipadapter)")
+                         f"choose one with [ip_adapter]: {', '.join(names) or 'none installed'}")
     specs = list(comps.controlnets)
     if opts.structure:
         by_signal = {s.signal: (s, m) for s, m in specs}
