@@ -531,3 +531,51 @@ def test_one_frame_cross_frame_attention_is_plain_self_attention():
             clip = unet(x, t, encoder_hidden_states=emb).sample
     assert torch.allclose(one, ref, atol=1e-5)
     assert not torch.allclose(clip, ref, atol=1e-3)
+
+
+def test_predicted_x0_inverts_the_forward_process():
+    """From x_t and the exact target (v or eps) of a known x0, ``predicted_x0`` gives x0 back."""
+    import torch
+
+    from videdit.mini.loop import prediction_target, predicted_x0
+    from videdit.mini.train import scheduler
+
+    g = torch.Generator().manual_seed(0)
+    x0, noise = torch.randn(4, 8, 16, 16, generator=g), torch.randn(4, 8, 16, 16, generator=g)
+    t = torch.tensor([0, 300, 700, 990])
+    for objective in ("v", "eps"):
+        sched = scheduler(objective)
+        xt = sched.add_noise(x0, noise, t)
+        back = predicted_x0(sched, xt, t, prediction_target(sched, x0, noise, t))
+        assert torch.allclose(back, x0, atol=1e-3 if objective == "v" else 2e-2), objective
+
+
+def test_self_attention_only_fine_tune_with_consistency_loss(tmp_path):
+    """``--train-only self-attention`` changes the attn1 weights of UNet and ControlNet and nothing else
+    (text encoder included), here on camera-move steps with the consistency loss on."""
+    import torch
+    from diffusers import ControlNetModel, UNet2DConditionModel
+
+    from videdit.mini import train
+
+    work = tmp_path / "w"
+    shutil.copytree(train.OUT / "vae", work / "vae")
+    threads = torch.get_num_threads()
+    try:
+        train.main(["--stage", "text-unet", "--work", str(work), "--pool", "2", "--palettes", "2", "--batch", "3",
+                    "--minutes", "5", "--init-from", str(train.OUT), "--unet-steps", "2", "--unet-lr", "1e-3",
+                    "--joint-cn", "1", "--cross-frame", "1", "--consistency-loss", "1",
+                    "--train-only", "self-attention", "--no-export"])
+    finally:
+        torch.set_num_threads(threads)
+    assert "training 0.47 M parameters" in (work / "text-unet.log").read_text()
+    for name, cls in (("unet", UNet2DConditionModel), ("controlnet-edges", ControlNetModel)):
+        before = cls.from_pretrained(train.OUT / name).float().state_dict()
+        after = cls.from_pretrained(work / name).state_dict()  # the EMA, which follows the trained weights
+        changed = {k for k in before if not torch.allclose(before[k], after[k].float(), atol=1e-6)}
+        assert changed and all(".attn1." in k for k in changed), (name, sorted(changed)[:5])
+    from transformers import CLIPTextModel
+
+    before = CLIPTextModel.from_pretrained(train.OUT / "text_encoder").float().state_dict()
+    after = CLIPTextModel.from_pretrained(work / "text_encoder").state_dict()
+    assert all(torch.allclose(before[k], after[k].float(), atol=1e-6) for k in before)  # frozen

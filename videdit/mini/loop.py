@@ -217,6 +217,15 @@ def prediction_target(sched, x0: torch.Tensor, noise: torch.Tensor, t: torch.Ten
     return sched.get_velocity(x0, noise, t) if sched.config.prediction_type == "v_prediction" else noise
 
 
+def predicted_x0(sched, xt: torch.Tensor, t: torch.Tensor, pred: torch.Tensor) -> torch.Tensor:
+    """The clean latent a prediction implies: ``sqrt(a) xt - sqrt(1 - a) v`` for ``v_prediction``,
+    ``(xt - sqrt(1 - a) eps) / sqrt(a)`` for epsilon. ``xt``, ``pred``: ``(B, ...)``; ``t``: ``(B,)``."""
+    ac = sched.alphas_cumprod.to(t.device)[t].view(-1, *[1] * (xt.ndim - 1))
+    if sched.config.prediction_type == "v_prediction":
+        return ac.sqrt() * xt - (1 - ac).sqrt() * pred.float()
+    return (xt - (1 - ac).sqrt() * pred.float()) / ac.sqrt().clamp(min=1e-4)
+
+
 def diffusion_loss(sched, t: torch.Tensor, pred: torch.Tensor, x0: torch.Tensor, noise: torch.Tensor,
                    weighting: str = "min-snr") -> torch.Tensor:
     """Weighted MSE of the model's prediction over a batch (any shape with batch first).

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from . import data
 from .loop import (OBJECTIVES, WEIGHTINGS, Log, Steps, adamw, autocast, batched, cached_pool, diffusion_loss, ema_update,
-                   load_ckpt, process_map, setup_device, step_draws, to_tensor, tokenize)
+                   load_ckpt, predicted_x0, process_map, setup_device, step_draws, to_tensor, tokenize)
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".mini-train"
@@ -457,7 +457,14 @@ def train_text_unet(args, log):
                     res = {"down_block_additional_residuals": [d * on for d in down],
                            "mid_block_additional_residual": mid * on}
                 pred = unet(xt, t, encoder_hidden_states=emb, **res).sample
-            loop.update(diffusion_loss(sched, t, pred, x0, noise, args.unet_weighting))
+            loss = diffusion_loss(sched, t, pred, x0, noise, args.unet_weighting)
+            if frames > 1 and args.consistency_loss:
+                # Temporal consistency: later frames' predicted clean latents should be the anchor's,
+                # moved by the same camera (the anchor's held fixed, so frames follow it, not it them).
+                x0p = predicted_x0(sched, xt, t, pred).view(n, frames, *pred.shape[1:])
+                moved = camera_frames(x0p[:, 0].detach(), shifts, zooms, frames).view_as(x0p)
+                loss = loss + args.consistency_loss * ((x0p[:, 1:] - moved[:, 1:]) ** 2).mean()
+            loop.update(loss)
             for ema, m in pairs:
                 ema_update(ema, m, loop.step - 1)
     loop.save()
@@ -641,6 +648,9 @@ def main(argv=None):
     ap.add_argument("--cross-frame", type=float, default=0.0,
                     help="text-unet stage: fraction of steps on 3-frame camera moves (pans, zooms) with "
                     "sparse-causal attention")
+    ap.add_argument("--consistency-loss", type=float, default=0.0,
+                    help="text-unet stage: weight of a loss tying each camera-move frame's predicted clean "
+                    "latent to the anchor frame's, moved by the same camera")
     ap.add_argument("--train-only", choices=["all", "self-attention"], default="all",
                     help="text-unet stage: which parameters train (self-attention: the attn1 layers of the "
                     "UNet and ControlNet, everything else frozen)")
