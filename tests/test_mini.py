@@ -569,6 +569,8 @@ def test_self_attention_only_fine_tune_with_consistency_loss(tmp_path):
     finally:
         torch.set_num_threads(threads)
     assert "training 0.47 M parameters" in (work / "text-unet.log").read_text()
+    with pytest.raises(SystemExit, match="--cross-frame"):  # the loss has no camera-move steps to act on
+        train.main(["--stage", "text-unet", "--work", str(work), "--consistency-loss", "1"])
     for name, cls in (("unet", UNet2DConditionModel), ("controlnet-edges", ControlNetModel)):
         before = cls.from_pretrained(train.OUT / name).float().state_dict()
         after = cls.from_pretrained(work / name).state_dict()  # the EMA, which follows the trained weights

@@ -692,6 +692,8 @@ def main(argv=None):
                     "into --out's")
     ap.add_argument("--soup-weight", type=float, default=0.5, help="--stage soup: the weight of --soup-with")
     args = ap.parse_args(argv)
+    if args.consistency_loss and not args.cross_frame:
+        raise SystemExit("--consistency-loss acts on camera-move steps: give --cross-frame P > 0 too")
     if args.stage == "soup":
         if args.soup_with is None:
             raise SystemExit("--stage soup needs --soup-with DIR (an export of the same model)")

@@ -17,9 +17,10 @@ projections (decoupled cross-attention), added to the text attention. Here:
 - ``--ip-distill`` (the default; ``--no-ip-distill`` keeps the loss above): instead of
   the noisy diffusion target, the adapter (given the reference and an empty caption)
   learns to reproduce the frozen UNet's prediction given the target's *caption*
-  (adapter off): the reference must do what its palette's words do. The teacher's output has no sampling noise in it, so the few
-  bits of palette information are not buried in the diffusion loss's variance
-  (the plain objective left the adapter without a measurable effect; see the card).
+  (adapter off): the reference must do what its palette's words do. The teacher's
+  output has no sampling noise in it, so the few bits of palette information are not
+  buried in the diffusion loss's variance (the plain objective left the adapter
+  without a measurable effect; see the card).
 
 The result is written in h94/IP-Adapter's layout (``ip-adapter/ip-adapter_mini.safetensors``
 with ``image_proj.*`` / ``ip_adapter.<id>.to_{k,v}_ip.weight`` keys, and
@@ -223,7 +224,6 @@ def train_ip_adapter(args, log):
         loop.set_lr(args.ip_steps, args.ip_lr, warm=50)
         g, idx, drop = step_draws(args, rng, len(lat_all), args.batch, 0.5)
         x0 = lat_all[idx].float()
-        emb = torch.where(drop[:, None, None], emb_empty, emb_all[idx])
         noise = torch.randn(x0.shape, generator=g, device=dev)
         t = torch.randint(0, 1000, (args.batch,), generator=g, device=dev)
         keep = (torch.rand(args.batch, generator=g, device=dev) >= 0.05).float()[:, None]
@@ -234,7 +234,9 @@ def train_ip_adapter(args, log):
                 teacher = unet(xt, t, encoder_hidden_states=text,
                                added_cond_kwargs={"image_embeds": [torch.zeros(args.batch, 1, proj_dim, device=dev)]}
                                ).sample.float()
-            emb = emb_empty.expand(args.batch, -1, -1)
+            emb = emb_empty.expand(args.batch, -1, -1)  # the student: the reference alone
+        else:
+            emb = torch.where(drop[:, None, None], emb_empty, emb_all[idx])
         with autocast(args):
             # a share of the references are the target's own shuffled patches (its exact palette)
             own = (torch.rand(args.batch, generator=g, device=dev) < args.ip_self_share)[:, None, None, None]

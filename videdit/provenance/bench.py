@@ -115,15 +115,20 @@ def _marked_clips(root: str, samples_dir: str) -> list[tuple[str, str, float]]:
     return out
 
 
+def _attacked(root: str, path: str, args):
+    """Detection on ``path`` after the ffmpeg ``args`` of one attack (re-encoded to yuv420p, no audio)."""
+    dest = os.path.join(root, "attacked.mp4")
+    _ff("-i", path, *args, "-pix_fmt", "yuv420p", "-an", dest)
+    return detect_file(dest)
+
+
 def _attack_rates(root: str, clips) -> tuple[dict, list]:
     rows, rates = [], {}
     for name, path, fps in clips:
         for attack, args in ATTACKS.items():
             if attack == "fps" and round(fps) == 24:
                 args = ["-vf", "fps=18", "-c:v", "libx264"]
-            dest = os.path.join(root, "attacked.mp4")
-            _ff("-i", path, *args, "-pix_fmt", "yuv420p", "-an", dest)
-            r = detect_file(dest)
+            r = _attacked(root, path, args)
             rows.append((name, attack, r.score, r.detected, r.payload_id is not None))
             rates.setdefault(attack, []).append((r.detected, r.payload_id is not None, r.score))
     return rates, rows
@@ -298,8 +303,7 @@ def validation(n: int = 12, attacks=("crf35", "crf28", "crop80", "down0.5")) -> 
             frames = embed(_photo_clip(name, r.choice(sizes), b0, b1), "0badc0de")
             path = write_video(frames, os.path.join(root, "v.mp4"), fps=30, crf=18)
             for a in attacks:
-                _ff("-i", path, *ATTACKS[a], "-pix_fmt", "yuv420p", "-an", os.path.join(root, "a.mp4"))
-                res = detect_file(os.path.join(root, "a.mp4"))
+                res = _attacked(root, path, ATTACKS[a])
                 scores[a].append((res.score, res.payload_id is not None))
     return [f"{a}: min {min(v)[0]:.2f}, median {np.median([x for x, _ in v]):.2f}, "
             f">= {watermark.THRESHOLD}: {sum(x >= watermark.THRESHOLD for x, _ in v)}/{n}, id read {sum(i for _, i in v)}/{n}"
