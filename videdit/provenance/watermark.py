@@ -59,7 +59,7 @@ coefficients. This mark is built for video instead:
 * **Cost.** Luma amplitude 2.85 grey levels RMS, PSNR ~40.1 dB; embedding is two
   saturating uint8 adds per frame with precomputed per-channel deltas (OpenCV).
 
-Detection score: ``z`` as above, max over the period/offset search and both votes.
+Detection score: ``z`` as above, max over the period/offset search and the votes.
 Its null distribution (unmarked video) is measured by ``python -m
 videdit.provenance.bench``, which fits a Gumbel law to it; :data:`THRESHOLD` sits
 at about a 1e-6 fitted false-positive rate per clip (see BENCHMARKS.md).
@@ -69,7 +69,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Iterable
 
 import numpy as np
@@ -96,9 +96,8 @@ CLIP = 1.6           # robust whitening: cap on a whitened bin's magnitude (nois
 FIRST_FRAME_VOTE = True  # also score the first frame alone (a keyframe in any encode)
 MOTION_VOTE = True   # also score the motion-compensated frame differences (survive strong re-encodes)
 # Detection threshold on z: the Gumbel fit of the null (unmarked clips, max over the
-# period/offset search and both votes) puts ~1e-6 false positives per clip here;
-# BENCHMARKS.md has the fit of the latest run (7.5 until the band widened: the null's
-# Gumbel fit moved, loc 4.37 -> 4.49, and put 1.2e-5 there).
+# period/offset search and the votes) puts ~1e-6 false positives per clip here (8.05
+# with the motion vote and the 2-10 band); BENCHMARKS.md has the fit of the latest run.
 THRESHOLD = 8.1
 
 def _crc16(data: bytes) -> int:
@@ -258,7 +257,8 @@ class WatermarkResult:
     ``scale``: detected period / nominal period (1.25 after an 80 % crop);
     ``offset``: ``(dy, dx)`` tile offset in canonical samples; ``bit_agreement``:
     mean |soft bit| relative to the sync peak (0..~1, a payload-quality hint);
-    ``frames``: frames used.
+    ``frames``: frames used; ``votes``: each vote's own z (``all``, ``first``,
+    ``motion``: see the module doc), the largest of which is ``score``.
     """
 
     detected: bool
@@ -269,6 +269,7 @@ class WatermarkResult:
     offset: tuple[int, int]
     bit_agreement: float
     frames: int
+    votes: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -443,17 +444,16 @@ class WatermarkDetector:
     def result(self) -> WatermarkResult:
         if self._sum is None:
             raise ValueError("no frames given to the watermark detector")
-        # Two votes, the larger wins: the mean of all frames (the mark adds up, moving
-        # content does not), and the first frame alone. The first frame of any encode
-        # is a keyframe, coded without motion-compensated prediction and at the lowest
-        # QP, so after a strong re-encode of moving texture it can keep the mark better
-        # than all later frames together. The null (BENCHMARKS.md) is of this maximum.
-        votes = [self._search(self._sum / self._frames)]
+        # Three votes, the largest wins: the mean of all frames (the mark adds up, moving
+        # content does not); the first frame alone (the first frame of any encode is a
+        # keyframe, coded without motion-compensated prediction and at the lowest QP);
+        # the motion vote (_motion_update). The null (BENCHMARKS.md) is of this maximum.
+        votes = {"all": self._search(self._sum / self._frames)}
         if FIRST_FRAME_VOTE and self._frames > 1:
-            votes.append(self._search(self._first))
+            votes["first"] = self._search(self._first)
         if self._motion is not None and np.any(self._motion):
-            votes.append(self._search(self._motion))
-        z, ratio, (dy, dx), proj = max(votes, key=lambda t: t[0])
+            votes["motion"] = self._search(self._motion)
+        z, ratio, (dy, dx), proj = max(votes.values(), key=lambda t: t[0])
         peak, soft = float(proj[0]), proj[1:]
         # Bits have (1 - SYNC_SHARE) / N_BITS of the energy: expected |soft| relative to the peak.
         expected = np.sqrt((1 - SYNC_SHARE) / N_BITS / SYNC_SHARE)
@@ -461,7 +461,8 @@ class WatermarkDetector:
         detected = z >= self.threshold
         return WatermarkResult(detected=bool(detected), score=round(z, 3), threshold=self.threshold,
                                payload_id=decode_payload(soft) if detected else None, scale=round(ratio, 4),
-                               offset=(int(dy), int(dx)), bit_agreement=round(agreement, 3), frames=self._frames)
+                               offset=(int(dy), int(dx)), bit_agreement=round(agreement, 3), frames=self._frames,
+                               votes={k: round(v[0], 3) for k, v in votes.items()})
 
 
 def detect(frames: np.ndarray | Iterable[np.ndarray], threshold: float = THRESHOLD) -> WatermarkResult:
