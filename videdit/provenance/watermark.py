@@ -96,6 +96,12 @@ CLIP = 1.6           # robust whitening: cap on a whitened bin's magnitude (nois
 FIRST_FRAME_VOTE = True  # also score the first frame alone (a keyframe in any encode)
 COMBINED_VOTE = True  # also score the sum of the other votes' residuals (each at unit RMS)
 MOTION_VOTE = True   # also score the motion-compensated frame differences (survive strong re-encodes)
+# Frame lags of those differences: a longer lag moves the mark further against the content
+# (more signal when the camera is slow) at the price of a worse prediction. On 16 fast
+# validation pans after CRF 35 (a 1e-6 threshold fitted on 80 unmarked clips each time),
+# the weakest clip's margin over the threshold was +1.0 with lag 1, +1.5 with (1, 2), +2.0
+# with (1, 2, 3), +2.6 with these, +2.1 with (1, 2, 4, 8, 16).
+MOTION_LAGS = (1, 2, 3, 4, 6)
 # Detection threshold on z: the Gumbel fit of the null (unmarked clips, max over the
 # period/offset search and the votes) puts ~1e-6 false positives per clip here (8.05
 # with the motion vote and the 2-10 band); BENCHMARKS.md has the fit of the latest run.
@@ -332,7 +338,7 @@ class WatermarkDetector:
         self._sum = None
         self._first = None
         self._frames = 0
-        self._prev = None     # previous luma frame, uint8 at detection size (motion vote)
+        self._recent = []     # the last max(MOTION_LAGS) luma frames, uint8 at detection size
         self._motion = None   # sum of motion-compensated difference residuals
         self._flow = None     # the optical-flow engine, made on first use
 
@@ -360,33 +366,40 @@ class WatermarkDetector:
             self._frames += 1
 
     def _motion_update(self, y: np.ndarray) -> None:
-        """Add one frame's motion-compensated difference to the motion vote (see the module doc).
+        """Add one frame's motion-compensated differences to the motion vote (module doc).
 
         ``y``: ``(h, w) float32`` luma in [0, 255] at detection size. With the flow ``u``
-        from this frame to the previous one, ``d = y - warp_u(prev)`` cancels the content
-        that moved and keeps ``m - warp_u(m)`` of a static mark ``m``; correlating ``d``
-        with ``m - warp_u(m)`` is correlating ``d - warp_u^*(d)`` with ``m``, where the
-        adjoint ``warp_u^*`` is approximated by the warp with ``-u``. Summing that image
-        over frames gives one residual that the same blind search reads.
+        from this frame to an earlier one ``p`` (:data:`MOTION_LAGS` frames back),
+        ``d = y - warp_u(p)`` cancels the content that moved and keeps ``m - warp_u(m)``
+        of a static mark ``m``; correlating ``d`` with ``m - warp_u(m)`` is correlating
+        ``d - warp_u^*(d)`` with ``m``, where the adjoint ``warp_u^*`` is approximated by
+        the warp with ``-u``. Summing that image over frames and lags gives one residual
+        that the same blind search reads.
         """
         import cv2
 
         y8 = np.clip(y, 0, 255).astype(np.uint8)
-        if self._prev is not None:
-            if self._flow is None:  # DIS "fast": better flow, better vote than "ultrafast"
-                # on the validation pans after CRF 35 (weakest clip 8.4 vs 8.0, same null)
-                self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
-            h, w = y.shape
-            u = self._flow.calc(y8, self._prev, None)
-            gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-            fx, fy = gx + u[..., 0], gy + u[..., 1]
-            d = y - cv2.remap(self._prev.astype(np.float32), fx, fy, cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        h, w = y.shape
+        if self._recent and self._flow is None:
+            # DIS "fast" (Kroeger et al., ECCV 2016): on the fast validation pans after CRF 35
+            # (see MOTION_LAGS) the weakest clip's margin was +2.6 with it and +0.9 with
+            # "ultrafast"; at one lag, "medium" gave +0.9 and "fast" +1.0.
+            self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+            self._grid = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        gx, gy = getattr(self, "_grid", (None, None))
+        for lag in MOTION_LAGS:
+            if lag > len(self._recent):
+                break
+            prev = self._recent[-lag]
+            u = self._flow.calc(y8, prev, None)
+            d = y - cv2.remap(prev.astype(np.float32), gx + u[..., 0], gy + u[..., 1], cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_REFLECT)
             # Where the prediction fails (occlusions, new content) the difference is large
             # and carries no mark: divide by its local RMS, like _whiten.
-            d /= np.sqrt(cv2.GaussianBlur(d * d, (0, 0), min(h, w) / 32)) + 1.0
+            d /= np.sqrt(cv2.GaussianBlur(d * d, (0, 0), min(h, w) / 24)) + 1.0
             back = cv2.remap(d, gx - u[..., 0], gy - u[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
             self._motion = d - back if self._motion is None else self._motion + (d - back)
-        self._prev = y8
+        self._recent = (self._recent + [y8])[-max(MOTION_LAGS):]
 
     @staticmethod
     def _search(avg: np.ndarray):
