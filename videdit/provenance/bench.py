@@ -239,11 +239,30 @@ def _cost(root: str, repeats: int = 7) -> tuple[float, float]:
     return float(np.median(plain)), float(np.median(prov))
 
 
+def _encode_ratio(root: str, clean: np.ndarray, marked: np.ndarray, repeats: int,
+                  preset: str | None = None) -> tuple[float, float, float]:
+    """Median write time marked / clean (interleaved against load drift), the clean median (s),
+    and bytes marked / clean, for the writer's default encoder at x264 ``preset``."""
+    from ..io import VideoWriter
+
+    times = {"c": [], "m": []}
+    for _ in range(repeats):
+        for key, frames in (("c", clean), ("m", marked)):
+            t = time.perf_counter()
+            with VideoWriter(os.path.join(root, key + ".mp4"), 30, preset=preset) as writer:
+                writer.write(frames)
+            times[key].append(time.perf_counter() - t)
+    size = os.path.getsize(os.path.join(root, "m.mp4")) / os.path.getsize(os.path.join(root, "c.mp4"))
+    return float(np.median(times["m"]) / np.median(times["c"])), float(np.median(times["c"])), size
+
+
 def cost_breakdown(repeats: int = 5) -> list[str]:
     """Where the provenance write time goes, per kind of content (256 frames, 512x288, CRF 18):
-    the embed, the C2PA signing, and the encoder on marked vs clean frames (time and bytes).
-    ``python -m videdit.provenance.bench --cost-only`` prints it (BENCHMARKS.md is not touched)."""
-    from ..io import read_video, write_video
+    the embed, the C2PA signing, and the encoder on marked vs clean frames (time and bytes);
+    then, on testsrc2, how the encoder's share moves with the mark's strength and colour and
+    with x264's preset. ``python -m videdit.provenance.bench --cost-only`` prints it."""
+    from ..io import read_video
+    from . import watermark
     from .credentials import MIME, sign_file
     from .watermark import WatermarkEmbedder
 
@@ -267,19 +286,30 @@ def cost_breakdown(repeats: int = 5) -> list[str]:
                     emb.apply(frames[i:i + 32])
                 embed_t.append(time.perf_counter() - t)
             t_embed = min(embed_t)
-            clean_t, marked_t = [], []
-            for _ in range(repeats):  # interleaved against load drift
-                for src, acc, f in ((frames, clean_t, "c.mp4"), (marked, marked_t, "m.mp4")):
-                    t = time.perf_counter()
-                    write_video(src, os.path.join(root, f), fps=30)
-                    acc.append(time.perf_counter() - t)
+            ratio, clean_s, size = _encode_ratio(root, frames, marked, repeats)
             t = time.perf_counter()
             sign_file(os.path.join(root, "m.mp4"), os.path.join(root, "s.mp4"), Provenance(recipe="bench"),
                       MIME[".mp4"], "s.mp4")
             t_sign = time.perf_counter() - t
-            size = os.path.getsize(os.path.join(root, "m.mp4")) / os.path.getsize(os.path.join(root, "c.mp4"))
-            lines.append(f"| {name} | {np.median(marked_t) / np.median(clean_t):.3f} ({np.median(clean_t):.2f} s clean) "
+            lines.append(f"| {name} | {ratio:.3f} ({clean_s:.2f} s clean) "
                          f"| {size:.3f} | {1000 * t_embed:.0f} ms | {1000 * t_sign:.0f} ms |")
+        # The encoder's share: does it scale with the mark, its chroma, or x264's analysis?
+        frames = contents["testsrc2 (the cost row above)"]
+        lines += ["", "testsrc2, encode marked / clean (time; bytes) by variant:", "",
+                  "| variant | x264 medium (the writer's default) | x264 veryfast |", "|---|---|---|"]
+        variants = [("the mark as shipped", 1.0, watermark.GAINS), ("half strength", 0.5, watermark.GAINS),
+                    ("quarter strength", 0.25, watermark.GAINS),
+                    ("luma only (equal R, G, B), same PSNR", 1 / 1.16, np.ones(3))]
+        saved = watermark.GAINS
+        try:
+            for name, k, gains in variants:
+                watermark.GAINS = gains
+                marked = WatermarkEmbedder(frames.shape[1], frames.shape[2], "0123abcd",
+                                           watermark.STRENGTH * k).apply(frames)
+                cells = [_encode_ratio(root, frames, marked, repeats, preset) for preset in (None, "veryfast")]
+                lines.append(f"| {name} | " + " | ".join(f"{r:.3f} ({c:.2f} s clean; {b:.3f})" for r, c, b in cells) + " |")
+        finally:
+            watermark.GAINS = saved
     return lines
 
 
