@@ -113,6 +113,7 @@ def test_motion_vote_reads_a_mark_dragged_along_with_the_content():
     ["-c:v", "libx264", "-crf", "28"],
     ["-vf", "scale=128:128", "-c:v", "libx264"],
     ["-vf", "crop=204:204", "-c:v", "libx264"],  # centre crop to 80 %: the tile grid shifts and rescales
+    ["-c:v", "libx265", "-x265-params", "log-level=error"],  # H.265 at its default CRF 28
 ])
 def test_watermark_survives_attack(clips, attack, tmp_path):
     out = str(tmp_path / "attacked.mp4")
