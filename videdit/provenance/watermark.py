@@ -32,10 +32,10 @@ coefficients. This mark is built for video instead:
   fit of all 49 patterns at the sub-sample-refined peak.
 * **Colour.** The luma field goes into R, G, B in proportion to the luma weights
   (:data:`GAINS`): for the same RGB PSNR that is 16 % more luma amplitude than
-  equal R, G, B changes, at the price of a chroma component. Measured on the
-  validation pans: equal gains (Y only) write ~5 % faster (no chroma mark for the
-  encoder to code) but score ~15 % lower after every attack (CRF 35 median 10.2
-  vs 11.6); detection wins.
+  equal R, G, B changes, at the price of a chroma component. Measured: equal
+  gains (Y only, no chroma mark to encode) score ~15 % lower after every attack on
+  the validation pans (CRF 35 median 10.2 vs 11.6) and save no clear write time
+  (``--cost-only``, BENCHMARKS.md).
 * **Detection.** Each frame's luma is high-passed and divided by its local RMS,
   frames are averaged (soft voting: frame-rate changes and trimming do not
   matter). Folded spectra are whitened by the median power over the period search
@@ -44,25 +44,27 @@ coefficients. This mark is built for video instead:
   and the correlation peak is divided by the median noise level over periods (or
   that period's own, after removing the fitted mark, if larger). The score is the
   largest of four votes: all frames, the first frame alone (a keyframe in any
-  encode), the *motion vote*, and the sum of those three residuals. A strong re-encode (CRF 35) does not keep a
-  static mark on moving content: P-frames predict each block from the previous
-  frame moved with the content, mark included, and the correction is quantised
-  away, so the decoded mark drifts with the content (measured on pans: 60 % of the
-  mark left in frames 1-10, 10-20 % after frame 30) and the frame average loses it
-  while the content does not average out. The motion vote uses what is left: the
-  difference between each frame and the previous one moved by optical flow (DIS,
-  Kroeger et al., ECCV 2016) cancels most of the content and keeps
-  ``m - warp(m)`` of a static mark ``m``; see :meth:`WatermarkDetector._motion_update`.
-  On the 12 validation pans after CRF 35 (earlier 1-8 band) it raised the weakest
-  clip's score from 5.5 to 10.6 (textured photos: gravel, grass, coins); on faster
-  pans (the benchmark's) less survives to use (BENCHMARKS.md).
+  encode), the *motion vote*, and the sum of those three residuals. A strong
+  re-encode (CRF 35) does not keep a static mark on moving content: P-frames
+  predict each block from the previous frame moved with the content, mark
+  included, and the correction is quantised away, so the decoded mark drifts with
+  the content (measured on pans: 60 % of the mark left in frames 1-10, 10-20 %
+  after frame 30) and the frame average loses it while the content does not
+  average out. The motion vote uses what is left: the difference between each
+  frame and an earlier one (:data:`MOTION_LAGS`) moved by optical flow (DIS,
+  Kroeger et al., ECCV 2016) cancels most of the content and keeps ``m - warp(m)``
+  of a static mark ``m``; see :meth:`WatermarkDetector._motion_update`.
+  On the 12 validation pans after CRF 35 (earlier 1-8 band, one lag) it raised the
+  weakest clip's score from 5.5 to 10.6 (textured photos: gravel, grass, coins);
+  the benchmark's CRF 35 went from 16/23 to 23/23 over this session's changes
+  (BENCHMARKS.md).
 * **Cost.** Luma amplitude 2.85 grey levels RMS, PSNR ~40.1 dB; embedding is two
   saturating uint8 adds per frame with precomputed per-channel deltas (OpenCV).
 
 Detection score: ``z`` as above, max over the period/offset search and the votes.
 Its null distribution (unmarked video) is measured by ``python -m
 videdit.provenance.bench``, which fits a Gumbel law to it; :data:`THRESHOLD` sits
-at about a 1e-6 fitted false-positive rate per clip (see BENCHMARKS.md).
+at or below a 1e-6 fitted false-positive rate per clip (see BENCHMARKS.md).
 """
 
 from __future__ import annotations
