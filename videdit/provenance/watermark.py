@@ -344,6 +344,7 @@ class WatermarkDetector:
         self._recent = []     # the last max(MOTION_LAGS) luma frames, uint8 at detection size
         self._motion = None   # sum of motion-compensated difference residuals
         self._flow = None     # the optical-flow engine, made on first use
+        self._grid = None     # pixel coordinates (x, y) at detection size, for the warps
 
     def update(self, frames: np.ndarray) -> None:
         import cv2
@@ -383,13 +384,16 @@ class WatermarkDetector:
 
         y8 = np.clip(y, 0, 255).astype(np.uint8)
         h, w = y.shape
-        if self._recent and self._flow is None:
+        if not self._recent:  # the first frame: nothing to predict it from
+            self._recent = [y8]
+            return
+        if self._flow is None:
             # DIS "fast" (Kroeger et al., ECCV 2016): on the fast validation pans after CRF 35
             # (see MOTION_LAGS) the weakest clip's margin was +2.6 with it and +0.9 with
             # "ultrafast"; at one lag, "medium" gave +0.9 and "fast" +1.0.
             self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
             self._grid = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-        gx, gy = getattr(self, "_grid", (None, None))
+        gx, gy = self._grid
         for lag in MOTION_LAGS:
             if lag > len(self._recent):
                 break
