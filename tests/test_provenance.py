@@ -284,3 +284,21 @@ def test_safety_checker_missing_weights(tmp_path):
     with pytest.raises(MissingWeightsError) as err:
         SafetyFilter.from_pretrained(tmp_path / "nothing-here")
     assert "\n" not in str(err.value)
+
+
+def test_bench_design_override_is_typed_and_restored():
+    """`python -m videdit.provenance.bench --validation --set ...` tries a design and puts the shipped one back."""
+    from videdit.provenance import bench, watermark
+
+    band, lags, patterns = watermark.BAND, watermark.MOTION_LAGS, watermark._patterns().copy()
+    with bench.design(**bench._parse_set(["BAND=1,8", "MOTION_LAGS=1,2", "STRENGTH=1.5"])):
+        assert watermark.BAND == (1.0, 8.0) and watermark.MOTION_LAGS == (1, 2)
+        assert all(isinstance(k, int) for k in watermark.MOTION_LAGS)  # frame lags index lists
+        assert not np.allclose(watermark._patterns(), patterns)
+        frames = np.full((2, 96, 96, 3), 128, np.uint8)
+        assert np.std(embed(frames, "12345678").astype(float)) < 2.0  # STRENGTH read at call time
+    assert watermark.BAND == band and watermark.MOTION_LAGS == lags
+    assert np.allclose(watermark._patterns(), patterns)
+    for bad in (["NOPE=1"], ["BAND=wide"]):
+        with pytest.raises(SystemExit):
+            bench._parse_set(bad)

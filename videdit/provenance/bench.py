@@ -21,6 +21,7 @@ Results replace the text between ``<!-- bench:watermark -->`` and
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import platform
 import random
@@ -243,6 +244,51 @@ def _cost(root: str, repeats: int = 7) -> tuple[float, float]:
     return float(np.median(plain)), float(np.median(prov))
 
 
+@contextlib.contextmanager
+def design(**overrides):
+    """Try another watermark design for the duration of a ``with``: ``overrides`` maps the
+    upper-case constants of :mod:`videdit.provenance.watermark` to values; they are
+    restored (and the pattern cache cleared) on the way out."""
+    from . import watermark
+
+    old = {}
+    try:
+        for key, value in overrides.items():
+            if not key.isupper() or not hasattr(watermark, key):
+                raise KeyError(key)
+            old[key] = getattr(watermark, key)
+            setattr(watermark, key, value)
+        watermark._patterns.cache_clear()
+        yield
+    finally:
+        for key, value in old.items():
+            setattr(watermark, key, value)
+        watermark._patterns.cache_clear()
+
+
+def _parse_set(items: list[str]) -> dict:
+    """``--set NAME=V[,V...]`` -> overrides typed like the constants they replace."""
+    from . import watermark
+
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        if not key.isupper() or not hasattr(watermark, key):
+            raise SystemExit(f"--set: no design constant {key!r} in videdit.provenance.watermark")
+        old = getattr(watermark, key)
+        try:
+            nums = [float(v) for v in value.split(",")]
+            if isinstance(old, np.ndarray):  # GAINS
+                out[key] = np.asarray(nums, old.dtype)
+            elif isinstance(old, tuple):  # BAND, SEARCH, MOTION_LAGS: keep the element type
+                out[key] = tuple(type(old[0])(v) for v in nums)
+            else:
+                out[key] = type(old)(nums[0])
+        except (ValueError, IndexError):
+            raise SystemExit(f"--set {item}: expected {key}=number[,number...]") from None
+    return out
+
+
 def _encode_ratio(root: str, clean: np.ndarray, marked: np.ndarray, repeats: int,
                   preset: str | None = None) -> tuple[float, float, float]:
     """Median write time marked / clean (interleaved against load drift), the clean median (s),
@@ -304,16 +350,12 @@ def cost_breakdown(repeats: int = 5) -> list[str]:
         variants = [("the mark as shipped", 1.0, watermark.GAINS), ("half strength", 0.5, watermark.GAINS),
                     ("quarter strength", 0.25, watermark.GAINS),
                     ("luma only (equal R, G, B), same PSNR", 1 / 1.16, np.ones(3))]
-        saved = watermark.GAINS
-        try:
-            for name, k, gains in variants:
-                watermark.GAINS = gains
+        for name, k, gains in variants:
+            with design(GAINS=gains):
                 marked = WatermarkEmbedder(frames.shape[1], frames.shape[2], "0123abcd",
                                            watermark.STRENGTH * k).apply(frames)
-                cells = [_encode_ratio(root, frames, marked, repeats, preset) for preset in (None, "veryfast")]
-                lines.append(f"| {name} | " + " | ".join(f"{r:.3f} ({c:.2f} s clean; {b:.3f})" for r, c, b in cells) + " |")
-        finally:
-            watermark.GAINS = saved
+            cells = [_encode_ratio(root, frames, marked, repeats, preset) for preset in (None, "veryfast")]
+            lines.append(f"| {name} | " + " | ".join(f"{r:.3f} ({c:.2f} s clean; {b:.3f})" for r, c, b in cells) + " |")
     return lines
 
 
@@ -441,20 +483,8 @@ def main(argv=None) -> None:
                     help="with --validation: try another design, e.g. --set BAND=1,8 --set SLOPE=-1.2 --set MOTION_VOTE=0")
     args = ap.parse_args(argv)
     if args.validation:
-        from . import watermark
-
-        for item in args.set:
-            key, _, value = item.partition("=")
-            if not hasattr(watermark, key) or not key.isupper():
-                raise SystemExit(f"--set: no design constant {key!r} in videdit.provenance.watermark")
-            nums = tuple(float(v) for v in value.split(","))
-            old = getattr(watermark, key)
-            if isinstance(old, np.ndarray):  # GAINS
-                setattr(watermark, key, np.asarray(nums, old.dtype))
-            else:
-                setattr(watermark, key, nums if len(nums) > 1 else type(old)(nums[0]))
-        watermark._patterns.cache_clear()
-        print("\n".join(validation()))
+        with design(**_parse_set(args.set)):
+            print("\n".join(validation()))
         return
     if args.cost_only:
         print("\n".join(cost_breakdown()))

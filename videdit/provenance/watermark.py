@@ -336,8 +336,8 @@ def _subsample(corr: np.ndarray, dy: int, dx: int) -> tuple[float, float]:
 class WatermarkDetector:
     """Streaming detector: ``update(chunk)`` for each ``(n, H, W[, 3]) uint8`` chunk, then ``result()``."""
 
-    def __init__(self, threshold: float = THRESHOLD):
-        self.threshold = threshold
+    def __init__(self, threshold: float | None = None):
+        self.threshold = THRESHOLD if threshold is None else threshold  # read now, not at import
         self._sum = None
         self._first = None
         self._frames = 0
@@ -500,7 +500,7 @@ class WatermarkDetector:
                                votes={k: round(v[0], 3) for k, v in votes.items()})
 
 
-def detect(frames: np.ndarray | Iterable[np.ndarray], threshold: float = THRESHOLD) -> WatermarkResult:
+def detect(frames: np.ndarray | Iterable[np.ndarray], threshold: float | None = None) -> WatermarkResult:
     """Detect the mark in ``(n, H, W, 3)`` uint8 frames or an iterable of such chunks."""
     det = WatermarkDetector(threshold)
     if isinstance(frames, np.ndarray):
@@ -511,7 +511,7 @@ def detect(frames: np.ndarray | Iterable[np.ndarray], threshold: float = THRESHO
     return det.result()
 
 
-def detect_file(path: str, max_frames: int = 240, threshold: float = THRESHOLD) -> WatermarkResult:
+def detect_file(path: str, max_frames: int = 240, threshold: float | None = None) -> WatermarkResult:
     """Detect the mark in the first ``max_frames`` frames of a video file (InputError if unreadable)."""
     from ..io import iter_video
     from ..options import ReadOptions
