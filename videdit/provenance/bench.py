@@ -182,12 +182,14 @@ def _null_scores(root: str, samples_dir: str, n: int, seed: int = 0) -> list[flo
     return scores
 
 
-def _gumbel_fpr(scores: list[float], threshold: float) -> tuple[float, float, float]:
-    """Method-of-moments Gumbel fit of max-type null scores; returns (loc, scale, P(score >= threshold))."""
+def _gumbel_fpr(scores: list[float], threshold: float) -> tuple[float, float, float, float]:
+    """Method-of-moments Gumbel fit of max-type null scores; returns (loc, scale, P(score >=
+    threshold), the score a 1e-6 false-positive rate per clip needs)."""
     s = np.asarray(scores, np.float64)
     scale = s.std() * np.sqrt(6) / np.pi
     loc = s.mean() - 0.5772 * scale
-    return loc, scale, float(1 - np.exp(-np.exp(-(threshold - loc) / scale)))
+    strict = loc - scale * np.log(-np.log(1 - 1e-6))  # the fitted law's 1 - 1e-6 quantile
+    return loc, scale, float(1 - np.exp(-np.exp(-(threshold - loc) / scale))), float(strict)
 
 
 def _quality_on(frames_list) -> tuple[list[float], list[float]]:
@@ -359,7 +361,7 @@ def cost_breakdown(repeats: int = 5) -> list[str]:
     return lines
 
 
-def validation(n: int = 12, attacks=("crf35", "crf28", "crop80", "down0.5")) -> list[str]:
+def validation(samples_dir: str, n: int = 12, attacks=("crf35", "crf28", "crop80", "down0.5")) -> list[str]:
     """Detection on ``n`` validation clips, for choosing the mark's design on something other than
     the benchmark's clips: the same photos under other, seeded camera paths (``--validation``),
     16 fast pans after CRF 35, and the threshold a 60-clip null of the design needs."""
@@ -396,9 +398,8 @@ def validation(n: int = 12, attacks=("crf35", "crf28", "crop80", "down0.5")) -> 
             scores["crf35, fast pans"].append((res.score, res.payload_id is not None))
         # A smaller null than the benchmark's (other seed): a design that moves the null
         # moves the threshold it needs, so a score alone does not compare designs.
-        null = _null_scores(root, os.path.join(os.path.dirname(__file__), "..", "..", "samples"), 60, seed=7)
-    loc, scale, _ = _gumbel_fpr(null, 0.0)
-    strict = loc - scale * np.log(-np.log(1 - 1e-6))
+        null = _null_scores(root, samples_dir, 60, seed=7)
+    strict = _gumbel_fpr(null, 0.0)[3]
     return [f"{a}: min {min(v)[0]:.2f}, median {np.median([x for x, _ in v]):.2f}, >= {watermark.THRESHOLD}: "
             f"{sum(x >= watermark.THRESHOLD for x, _ in v)}/{len(v)}, id read {sum(i for _, i in v)}/{len(v)}"
             for a, v in scores.items()] + [
@@ -431,7 +432,7 @@ def run(out: str, samples_dir: str, n_null: int) -> str:
                                    + [read_video(os.path.join(root, f"src{i}.mp4")).frames for i in range(len(GENERATED))])
         c2 = _c2pa_checks(root, samples_dir)
         plain, prov = _cost(root)
-    loc, scale, fpr = _gumbel_fpr(null, THRESHOLD)
+    loc, scale, fpr, strict = _gumbel_fpr(null, THRESHOLD)
     n_fp = sum(s >= THRESHOLD for s in null)
     lines = ["## Watermark and Content Credentials (issue 6)", "",
              f"`make bench-watermark` on {platform.machine()} ({os.cpu_count()} CPU cores), "
@@ -448,7 +449,6 @@ def run(out: str, samples_dir: str, n_null: int) -> str:
         sc = [r[2] for r in res]
         lines.append(f"| {attack} | {det}/{len(res)} ({100 * det / len(res):.0f} %) | {pid}/{len(res)} "
                      f"| {min(sc):.2f} | {np.median(sc):.2f} |")
-    strict = loc - scale * np.log(-np.log(1 - 1e-6))  # Gumbel quantile: fitted FPR 1e-6 per clip
     lines += ["", f"At the threshold z >= {strict:.2f} (fitted false-positive rate 1e-6 per clip): "
               + ", ".join(f"{a} {sum(r[2] >= strict for r in res)}/{len(res)}" for a, res in rates.items()) + "."]
     misses = [f"{n} {a} ({s:.2f})" for n, a, s, d, _ in rows if not d]
@@ -484,7 +484,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
     if args.validation:
         with design(**_parse_set(args.set)):
-            print("\n".join(validation()))
+            print("\n".join(validation(os.path.abspath(args.samples))))
         return
     if args.cost_only:
         print("\n".join(cost_breakdown()))

@@ -54,10 +54,9 @@ coefficients. This mark is built for video instead:
   frame and an earlier one (:data:`MOTION_LAGS`) moved by optical flow (DIS,
   Kroeger et al., ECCV 2016) cancels most of the content and keeps ``m - warp(m)``
   of a static mark ``m``; see :meth:`WatermarkDetector._motion_update`.
-  On the 12 validation pans after CRF 35 (earlier 1-8 band, one lag) it raised the
-  weakest clip's score from 5.5 to 10.6 (textured photos: gravel, grass, coins);
-  the benchmark's CRF 35 went from 16/23 to 23/23 over this session's changes
-  (BENCHMARKS.md).
+  With it (and the band below) the benchmark's CRF 35 went from 16/23 to 23/23
+  (BENCHMARKS.md); ``python -m videdit.provenance.bench --validation --set
+  MOTION_VOTE=0`` measures a design without it.
 * **Cost.** Luma amplitude 2.85 grey levels RMS, PSNR ~40.1 dB; embedding is two
   saturating uint8 adds per frame with precomputed per-channel deltas (OpenCV).
 
@@ -99,11 +98,12 @@ FIRST_FRAME_VOTE = True  # also score the first frame alone (a keyframe in any e
 COMBINED_VOTE = True  # also score the sum of the other votes' residuals (each at unit RMS)
 MOTION_VOTE = True   # also score the motion-compensated frame differences (survive strong re-encodes)
 # Frame lags of those differences: a longer lag moves the mark further against the content
-# (more signal when the camera is slow) at the price of a worse prediction. On 16 fast
-# validation pans after CRF 35 (a 1e-6 threshold fitted on 80 unmarked clips each time),
-# the weakest clip's margin over the threshold was +1.0 with lag 1, +1.5 with (1, 2), +2.0
-# with (1, 2, 3), +2.6 with these, +2.1 with (1, 2, 4, 8, 16).
+# (more signal when the camera is slow) at the price of a worse prediction. The weakest of
+# the 16 fast validation pans after CRF 35, less the 1e-6 threshold its design's 60-clip
+# null needs (`python -m videdit.provenance.bench --validation --set MOTION_LAGS=...`):
+# +0.45 with lag 1 (8.77 - 8.32), +2.16 with (1, 2, 3), +2.47 with these (10.06 - 7.59).
 MOTION_LAGS = (1, 2, 3, 4, 6)
+FLOW_PRESET = 1      # OpenCV's DIS preset for the motion vote: 0 ultrafast, 1 fast, 2 medium
 # Detection threshold on z: the Gumbel fit of the null (unmarked clips, max over the
 # period/offset search and the votes) puts under 1e-6 false positives per clip here
 # (1e-6 at 7.68 on the benchmark's 200 clips, 7.62 on the validation's 60, with the
@@ -388,10 +388,9 @@ class WatermarkDetector:
             self._recent = [y8]
             return
         if self._flow is None:
-            # DIS "fast" (Kroeger et al., ECCV 2016): on the fast validation pans after CRF 35
-            # (see MOTION_LAGS) the weakest clip's margin was +2.6 with it and +0.9 with
-            # "ultrafast"; at one lag, "medium" gave +0.9 and "fast" +1.0.
-            self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_FAST)
+            # DIS (Kroeger et al., ECCV 2016), "fast" preset: as for MOTION_LAGS, the weakest
+            # fast pan's margin is +2.47 with it, +1.28 with "ultrafast" (--set FLOW_PRESET=0).
+            self._flow = cv2.DISOpticalFlow_create(FLOW_PRESET)
             self._grid = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         gx, gy = self._grid
         for lag in MOTION_LAGS:
@@ -472,13 +471,14 @@ class WatermarkDetector:
         # when each holds part of the evidence (after CRF 35 on the validation pans: +2 on
         # the median, the null's fitted 1e-6 threshold +0.5). The null (BENCHMARKS.md) is
         # of this maximum.
-        votes = {"all": self._search(self._sum / self._frames)}
+        mean = self._sum / self._frames
+        votes = {"all": self._search(mean)}
         if FIRST_FRAME_VOTE and self._frames > 1:
             votes["first"] = self._search(self._first)
         if self._motion is not None and np.any(self._motion):
             votes["motion"] = self._search(self._motion)
         if COMBINED_VOTE and len(votes) > 1:
-            parts = [self._sum / self._frames, self._first] + ([self._motion] if "motion" in votes else [])
+            parts = [mean, self._first] + ([self._motion] if "motion" in votes else [])
             votes["combined"] = self._search(sum(p / np.sqrt(np.mean(p * p) + 1e-12) for p in parts))
         z, ratio, (dy, dx), proj = max(votes.values(), key=lambda t: t[0])
         detected = z >= self.threshold
@@ -486,10 +486,8 @@ class WatermarkDetector:
         # CRC. The winning vote need not hold the cleanest bits: the motion residual sees
         # the mark through (1 - warp), which filters it unevenly. Up to 4 tries keep a
         # random word's chance of passing near 4 x 7 / 65536.
-        payload_id = None
-        for vz, _, _, vproj in sorted(votes.values(), key=lambda t: -t[0]):
-            if payload_id is None and detected and vz >= self.threshold:
-                payload_id = decode_payload(vproj[1:])
+        over = sorted((v for v in votes.values() if v[0] >= self.threshold), key=lambda t: -t[0])
+        payload_id = next((pid for pid in (decode_payload(v[3][1:]) for v in over) if pid), None)
         peak, soft = float(proj[0]), proj[1:]
         # Bits have (1 - SYNC_SHARE) / N_BITS of the energy: expected |soft| relative to the peak.
         expected = np.sqrt((1 - SYNC_SHARE) / N_BITS / SYNC_SHARE)
@@ -515,7 +513,6 @@ def detect_file(path: str, max_frames: int = 240, threshold: float | None = None
     """Detect the mark in the first ``max_frames`` frames of a video file (InputError if unreadable)."""
     from ..io import iter_video
     from ..options import ReadOptions
-
     from ..progress import progress
 
     det = WatermarkDetector(threshold)
