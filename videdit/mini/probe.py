@@ -1,6 +1,7 @@
 """Diagnostic probes of the mini models behind the model cards' "why" paragraphs.
 
     python -m videdit.mini.probe temporal [--t2v DIR]        # do the temporal layers use coherence?
+    python -m videdit.mini.probe direction [--t2v DIR]       # does the t2v UNet read the direction word?
     python -m videdit.mini.probe adapter [--base DIR]        # does the IP-Adapter carry the palette?
     python -m videdit.mini.probe structure [--pipeline P] [--guidance G]   # the structure test's case
     python -m videdit.mini.probe colour [--base DIR]         # which named colours survive the VAE?
@@ -8,6 +9,13 @@
 - ``temporal``: the t2v UNet's noise-prediction error on 6 fresh training-distribution clips vs on
   the same frames drawn from different clips (same noise, same captions), at t = 900, 600, 300.
   A model that uses temporal coherence denoises real clips better.
+- ``direction``: how far reversing the direction word (and, for scale, changing the colour word)
+  moves the text encoder's output; the t2v UNet's prediction error on 24 fresh clips moving left/right/up/down (6
+  each) with their own caption, with the opposite direction in the caption, and on the clip played
+  backwards under its own caption, at t = 900, 700, 500, 300. A model that reads the direction word
+  predicts the true pairing better than either swap. Then how much the UNet's output changes when the
+  noisy clip is played backwards (output played back), against a left-right mirror and a frame
+  shuffle: a model that cannot tell the direction of time cannot learn a direction word.
 - ``adapter``: the image UNet's noise-prediction error on 64 fresh (target, reference) pairs with
   the adapter given the pair's reference, a zero embedding, another pair's reference, and the
   caption with a zero embedding, at t = 999, 800, 500, 200.
@@ -75,6 +83,71 @@ def temporal(t2v: Path, clips: int = 6, frames: int = 16) -> None:
         t = torch.full((clips,), tval)
         print(f"  t = {tval}: real {_pred_mse(unet, sched, real, noise, t, encoder_hidden_states=emb):.4f}, "
               f"mixed {_pred_mse(unet, sched, mixed, noise, t, encoder_hidden_states=emb):.4f}")
+
+
+def direction(t2v: Path, per_direction: int = 6, frames: int = 16) -> None:
+    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from . import motion
+    from .loop import to_tensor, tokenize
+
+    torch.manual_seed(0)
+    clips, captions, kinds = [], [], []
+    for i, d in enumerate(motion.DIRECTIONS):
+        for j in range(per_direction):
+            rng = np.random.default_rng(888000 + 100 * i + j)
+            clip = motion.random_clip(rng, motion=d)
+            kinds.append(clip)
+            clips.append(motion.render_clip(clip, frames)[0])
+            captions.append(motion.clip_caption(rng, clip))
+    opposite = [motion.mirrored_caption(c, reverse=True) for c in captions]
+    vae = AutoencoderKL.from_pretrained(t2v / "vae").float()
+    with torch.no_grad():
+        z = torch.stack([vae.encode(to_tensor(v)).latent_dist.mode() * vae.config.scaling_factor for v in clips])
+    real = z.permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
+    unet = UNet3DConditionModel.from_pretrained(t2v / "unet").float().eval()
+    te = CLIPTextModel.from_pretrained(t2v / "text_encoder").float()
+    tok = CLIPTokenizer.from_pretrained(str(t2v / "tokenizer"))
+    names = list(motion.data.COLOURS)
+    recoloured = [c.replace(f" {k.colour} ", f" {names[(names.index(k.colour) + 1) % len(names)]} ", 1)
+                  for c, k in zip(captions, kinds)]
+    with torch.no_grad():
+        own, swapped, other = (te(tokenize(tok, c))[0] for c in (captions, opposite, recoloured))
+    sched = _scheduler(t2v)
+    n = len(clips)
+
+    def rel(a):  # how far the text encoder moves a caption's output, relative to its size
+        return float(((a - own).norm(dim=(1, 2)) / own.norm(dim=(1, 2))).mean())
+
+    print(f"{t2v}: text encoder output moved by {rel(swapped):.1%} by reversing the direction word, "
+          f"{rel(other):.1%} by changing the object's colour")
+    print(f"{sched.config.prediction_type} MSE on {n} clips x {frames} frames moving left/right/up/down")
+    for tval in (900, 700, 500, 300):
+        g = torch.Generator().manual_seed(tval)
+        noise = (math.sqrt(0.5) * torch.randn((n, real.shape[1], 1, *real.shape[3:]), generator=g)
+                 + math.sqrt(0.5) * torch.randn(real.shape, generator=g))  # the recipe's noise_share 0.5
+        t = torch.full((n,), tval)
+        row = {"own caption": _pred_mse(unet, sched, real, noise, t, encoder_hidden_states=own),
+               "opposite direction in caption": _pred_mse(unet, sched, real, noise, t, encoder_hidden_states=swapped),
+               "clip played backwards": _pred_mse(unet, sched, real.flip(2), noise, t, encoder_hidden_states=own)}
+        print(f"  t = {tval}: " + ", ".join(f"{k} {v:.4f}" for k, v in row.items()))
+    # Can the UNet tell the direction of time at all? If f(reversed clip), reversed back, is f(clip),
+    # it cannot, and no caption can teach it which way "left" goes. Mirroring and shuffling the
+    # frames give the scale of a change the model does see.
+    print("output change when the noisy clip is transformed and the output transformed back (relative):")
+    perm = torch.randperm(frames, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        for tval in (900, 500):
+            noise = torch.randn(real.shape, generator=torch.Generator().manual_seed(tval))
+            t = torch.full((n,), tval)
+            xt = sched.add_noise(real, noise, t)
+            out = unet(xt, t, encoder_hidden_states=own).sample
+            rows = {"time reversed": unet(xt.flip(2), t, encoder_hidden_states=own).sample.flip(2),
+                    "mirrored left-right": unet(xt.flip(-1), t, encoder_hidden_states=own).sample.flip(-1),
+                    "frames shuffled": unet(xt[:, :, perm], t, encoder_hidden_states=own).sample[:, :, perm.argsort()]}
+            print(f"  t = {tval}: " + ", ".join(f"{k} {float((v - out).norm() / out.norm()):.3f}"
+                                                for k, v in rows.items()))
 
 
 def adapter(base: Path, pairs: int = 64) -> None:
@@ -169,7 +242,7 @@ def colour(base: Path, steps: int = 150) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.probe", description=__doc__.split("\n\n")[0])
-    ap.add_argument("probe", choices=["temporal", "adapter", "structure", "colour"])
+    ap.add_argument("probe", choices=["temporal", "direction", "adapter", "structure", "colour"])
     ap.add_argument("--t2v", type=Path, default=OUT_T2V)
     ap.add_argument("--base", type=Path, default=OUT, help="an image model with an ip-adapter/ folder")
     ap.add_argument("--pipeline", default="mini")
@@ -179,6 +252,8 @@ def main(argv=None) -> None:
     torch.set_num_threads(args.threads)
     if args.probe == "temporal":
         temporal(args.t2v)
+    elif args.probe == "direction":
+        direction(args.t2v)
     elif args.probe == "adapter":
         adapter(args.base)
     elif args.probe == "colour":
