@@ -156,47 +156,6 @@ def test_augmented_token_ids_are_the_rewritten_captions(tmp_path):
     assert not (ids[1, 0] == ids[0, 0]).all() and (ids[1, 1] == ids[0, 1]).all()  # only left/right mirror
 
 
-def test_direction_contrast_rewards_reading_the_direction_word():
-    """The contrast loss is log 2 for a denoiser deaf to the caption, near 0 for one that is right
-    under its own caption and wrong under the reversed one, and skips clips whose caption has no
-    direction to reverse and low-noise steps."""
-    import math
-
-    import torch
-
-    from videdit.mini.train_t2v import CONTRAST_TMIN, direction_contrast
-
-    class Stub(torch.nn.Module):  # prediction = target + error that depends on the caption
-        def __init__(self, target, err):
-            super().__init__()
-            self.target, self.err = target, err
-
-        def forward(self, xt, t, encoder_hidden_states):
-            off = self.err(encoder_hidden_states)  # (n,) error size per caption
-            return type("Out", (), {"sample": self.target[: len(xt)] + off[:, None, None, None, None]})()
-
-    torch.manual_seed(0)
-    n = 4
-    target = torch.randn(n, 2, 3, 4, 4)
-    xt = torch.randn_like(target)
-    ids = torch.tensor([[1, 10, 2], [1, 11, 2], [1, 12, 2], [1, 13, 2]])
-    opposite = torch.tensor([[1, 20, 2], [1, 21, 2], [1, 12, 2], [1, 23, 2]])  # clip 2: nothing to reverse
-    t = torch.tensor([900, 600, 900, CONTRAST_TMIN - 1])  # clip 3: too little noise
-    te = lambda i: (i[:, 1].float(),)  # noqa: E731 - the "embedding" is the word id
-    deaf = Stub(target, lambda e: torch.full((len(e),), 0.1))
-    loss, d = direction_contrast(deaf, te, xt, t, deaf(xt, t, te(ids)[0]).sample, target, ids, opposite)
-    assert abs(float(loss) - math.log(2)) < 1e-6 and abs(d) < 1e-6
-    reader = Stub(target, lambda e: torch.where(e < 15, 0.1, 0.3))  # 9x the error under a reversed caption
-    loss, d = direction_contrast(reader, te, xt, t, reader(xt, t, te(ids)[0]).sample, target, ids, opposite)
-    assert d > 100 and float(loss) < 1e-6
-    wrong = Stub(target, lambda e: torch.where(e < 15, 0.3, 0.1))  # prefers the reversed caption
-    loss, d = direction_contrast(wrong, te, xt, t, wrong(xt, t, te(ids)[0]).sample, target, ids, opposite)
-    assert d < 0 and float(loss) > 1
-    none = torch.full((n,), CONTRAST_TMIN - 1)  # every clip below the contrast's noise floor
-    loss, d = direction_contrast(reader, te, xt, none, target, target, ids, opposite)
-    assert float(loss) == 0 and math.isnan(d)
-
-
 def test_shipped_mini_models_are_safetensors_and_small():
     """Both shipped models (the t2v one links the image model's VAE) <= 60 MB."""
     files = {f.resolve() for d in (IMAGE, T2V) for f in d.rglob("*") if f.is_file()}

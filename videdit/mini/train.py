@@ -636,9 +636,6 @@ def main(argv=None):
     ap.add_argument("--t2v-pool", type=int, default=2000, help="clips in the t2v pool")
     ap.add_argument("--t2v-augment", action=argparse.BooleanOptionalAction, default=True,
                     help="also train on the pool's clips mirrored and played backwards, captions to match")
-    ap.add_argument("--t2v-contrast", type=float, default=0.0,
-                    help="t2v stage: weight of a loss that makes the error under a clip's caption lower than under "
-                    "the caption with its direction words reversed (needs --t2v-augment)")
     ap.add_argument("--objective", choices=OBJECTIVES, default=None,
                     help="what the UNets predict: eps (SD 1.5's) or v with a zero-terminal-SNR schedule; "
                     "default: that of the model fine-tuned or trained against (--init-from, the work folder, "
@@ -695,8 +692,6 @@ def main(argv=None):
                     "into --out's")
     ap.add_argument("--soup-weight", type=float, default=0.5, help="--stage soup: the weight of --soup-with")
     args = ap.parse_args(argv)
-    if args.t2v_contrast and not args.t2v_augment:
-        raise SystemExit("--t2v-contrast reverses captions through the augmented variants: drop --no-t2v-augment")
     if args.consistency_loss and not args.cross_frame:
         raise SystemExit("--consistency-loss acts on camera-move steps: give --cross-frame P > 0 too")
     if args.stage == "soup":

@@ -34,8 +34,8 @@ import numpy as np
 import torch
 
 from . import motion
-from .loop import (Steps, autocast, batched, cached_pool, diffusion_loss, ema_update, prediction_target, process_map,
-                   step_draws, to_tensor, tokenize)
+from .loop import (Steps, autocast, batched, cached_pool, diffusion_loss, ema_update, process_map, step_draws, to_tensor,
+                   tokenize)
 from .train import OUT, ROOT, init_from_export, joint_training, load_vae, scheduler
 
 OUT_T2V = ROOT / "pipelines" / "videdit-mini-t2v"
@@ -145,33 +145,6 @@ def augmented_ids(tok, captions) -> torch.Tensor:
                                        for c in captions]) for v in range(4)])
 
 
-CONTRAST_TMIN = 400   # the contrast acts where the noisy clip does not already show its motion
-CONTRAST_SCALE = 0.05  # a 5 % lower error under the right caption than under the opposite one = 1 logit
-
-
-def direction_contrast(unet, te, xt, t, pred, target, ids, opposite) -> tuple[torch.Tensor, float]:
-    """Caption-contrast loss: the denoiser as a classifier between a clip's caption and the same
-    caption with every direction word reversed (the diffusion-classifier view, Li et al. 2023,
-    "Your Diffusion Model is Secretly a Zero-Shot Classifier": lower error = likelier caption).
-
-    ``xt`` ``(n, C, F, h, w)``, ``t`` ``(n,)``, ``pred``/``target`` the model's prediction under its own
-    caption ``ids`` and the objective's target; ``opposite`` ``(n, L)`` the reversed captions. Returns
-    the two-way cross-entropy ``softplus(-d)`` averaged over the clips it applies to, with ``d`` =
-    (error under the opposite caption - error under its own) / (:data:`CONTRAST_SCALE` x own error),
-    and the mean ``d`` (logged: above 0 means the model reads the direction word). Why: the plain
-    loss hardly rewards reading it -- frames of a half-denoised clip already show where the object
-    goes -- so the shipped model's error is the same under either caption (``probe direction``).
-    """
-    sel = (opposite != ids).any(1) & (t >= CONTRAST_TMIN)
-    if not bool(sel.any()):
-        return pred.new_zeros(()), float("nan")
-    other = unet(xt[sel], t[sel], encoder_hidden_states=te(opposite[sel])[0]).sample
-    own_err = ((pred[sel].float() - target[sel]) ** 2).flatten(1).mean(1)
-    opp_err = ((other.float() - target[sel]) ** 2).flatten(1).mean(1)
-    d = (opp_err - own_err) / (CONTRAST_SCALE * own_err.detach())
-    return torch.nn.functional.softplus(-d).mean(), float(d.detach().mean())
-
-
 def train_t2v(args, log):
     from diffusers import UNet2DConditionModel
 
@@ -201,7 +174,6 @@ def train_t2v(args, log):
     unet.train(), te.train()
     loop = Steps(args, log, "t2v", opt, params, step, state, args.minutes, log_every=25)
     b = args.t2v_batch
-    margins: list[float] = []  # the contrast's d over the last log_every steps (nan: no clip for it)
     while loop.running(args.t2v_steps):
         loop.set_lr(args.t2v_steps, args.t2v_lr, warm=50)
         g, idx, drop = step_draws(args, rng, len(lat_all), b, 0.1)
@@ -220,16 +192,7 @@ def train_t2v(args, log):
         xt = sched.add_noise(x0, noise, t)
         with autocast(args):
             eps = unet(xt, t, encoder_hidden_states=te(ids)[0]).sample
-            loss, note = diffusion_loss(sched, t, eps, x0, noise, args.t2v_weighting), ""
-            if args.t2v_contrast:
-                # the same clip's caption with every direction word reversed: variant bit 1 flipped
-                opposite = torch.where(drop[:, None], empty, ids_all[var ^ 2, idx])
-                c, margin = direction_contrast(unet, te, xt, t, eps, prediction_target(sched, x0, noise, t), ids,
-                                               opposite)
-                margins = (margins + [margin])[-loop.log_every:]  # the log shows their mean
-                loss = loss + args.t2v_contrast * c
-                note = f" contrast d {np.nanmean(margins) if not np.isnan(margins).all() else float('nan'):+.2f}"
-        loop.update(loss, note)
+        loop.update(diffusion_loss(sched, t, eps, x0, noise, args.t2v_weighting))
         ema_update(ema_u, unet, loop.step - 1, decay=0.998), ema_update(ema_t, te, loop.step - 1, decay=0.998)
     loop.save()
     ema_u.save_pretrained(args.work / "t2v-unet")
