@@ -139,6 +139,22 @@ def test_mirrored_and_reversed_clips_move_as_their_captions_say():
         "a blue ring rotating on a gradient red background"
 
 
+def test_training_clips_have_an_arrow_of_time():
+    """Translating shapes speed up (motion.EASE), so a clip played backwards -- which slows down --
+    is not a clip of the data: the object's steps, tracked from the pixels, grow frame by frame."""
+    from videdit.mini import motion
+
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        clip = motion.random_clip(rng, motion=list(motion.DIRECTIONS)[seed % 4])
+        _, masks = motion.render_clip(clip, motion.SPAN)
+        ys, xs = zip(*[np.argwhere(m).mean(0) for m in masks])
+        along = np.abs(np.diff(xs if clip.motion in ("left", "right") else ys))
+        first, last = along[:4].mean(), along[-4:].mean()
+        assert last > 2 * first, (clip.motion, along.round(2))  # speed ramps 0.4x -> 1.6x of the mean
+        assert abs(np.sum(along) - clip.speed * (motion.SPAN - 1)) < 2  # the same travel as before the ramp
+
+
 def test_augmented_token_ids_are_the_rewritten_captions(tmp_path):
     from transformers import CLIPTokenizer
 

@@ -634,8 +634,9 @@ def main(argv=None):
     ap.add_argument("--t2v-batch", type=int, default=4, help="clips per t2v step")
     ap.add_argument("--t2v-frames", type=int, default=8, help="frames per training clip")
     ap.add_argument("--t2v-pool", type=int, default=2000, help="clips in the t2v pool")
-    ap.add_argument("--t2v-augment", action=argparse.BooleanOptionalAction, default=True,
-                    help="also train on the pool's clips mirrored and played backwards, captions to match")
+    ap.add_argument("--t2v-augment", choices=["none", "mirror", "mirror-reverse"], default="mirror",
+                    help="also train on the pool's clips mirrored left-right (and played backwards), captions to "
+                    "match; playing backwards makes the data symmetric in time (see motion.EASE)")
     ap.add_argument("--objective", choices=OBJECTIVES, default=None,
                     help="what the UNets predict: eps (SD 1.5's) or v with a zero-terminal-SNR schedule; "
                     "default: that of the model fine-tuned or trained against (--init-from, the work folder, "

@@ -114,7 +114,7 @@ def extend_text(old_dir: Path, work: Path):
 
 def make_clip_pool(args, log) -> dict:
     return cached_pool(args.work / "t2v-pool.npz", lambda: _render_clips(args, log, load_vae(args.base)),
-                       {"seed": args.seed, "clips": args.t2v_pool, "frames": args.t2v_frames})
+                       {"seed": args.seed, "clips": args.t2v_pool, "frames": args.t2v_frames, "ease": motion.EASE})
 
 
 def _render_clip(item):
@@ -168,7 +168,7 @@ def train_t2v(args, log):
     lat_all = torch.from_numpy(pool["latents"]).to(dev)  # (N, F, C, h, w) float16
     # Mirrored and time-reversed clips are clips of the grammar too (left <-> right, ...): 4x the data,
     # and every direction word is seen with every start position.
-    ids_all = (augmented_ids(tok, pool["captions"]) if args.t2v_augment
+    ids_all = (augmented_ids(tok, pool["captions"]) if args.t2v_augment != "none"
                else tokenize(tok, pool["captions"])[None]).to(dev)
     empty = tokenize(tok, [""])[0].to(dev)
     unet.train(), te.train()
@@ -178,8 +178,8 @@ def train_t2v(args, log):
         loop.set_lr(args.t2v_steps, args.t2v_lr, warm=50)
         g, idx, drop = step_draws(args, rng, len(lat_all), b, 0.1)
         x0 = lat_all[idx].float().permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
-        var = torch.randint(0, len(ids_all), (b,), generator=g, device=dev)
-        if args.t2v_augment:
+        var = torch.randint(0, 2 if args.t2v_augment == "mirror" else len(ids_all), (b,), generator=g, device=dev)
+        if args.t2v_augment != "none":
             x0 = torch.where((var & 1).bool()[:, None, None, None, None], x0.flip(-1), x0)
             x0 = torch.where((var & 2).bool()[:, None, None, None, None], x0.flip(2), x0)
         ids = torch.where(drop[:, None], empty, ids_all[var, idx])
