@@ -50,6 +50,13 @@ def _pred_mse(model, sched, x0, noise, t, **kw) -> float:
     return float(((pred - prediction_target(sched, x0, noise, t)) ** 2).mean())
 
 
+def _mixed_noise(shape, seed: int) -> torch.Tensor:
+    """``(B, C, F, h, w)`` noise with half its variance common to the frames (the recipe's noise_share 0.5)."""
+    g = torch.Generator().manual_seed(seed)
+    return (math.sqrt(0.5) * torch.randn((shape[0], shape[1], 1, *shape[3:]), generator=g)
+            + math.sqrt(0.5) * torch.randn(shape, generator=g))
+
+
 def _scheduler(model_dir: Path):
     return scheduler(objective_of(model_dir) or "eps")
 
@@ -77,9 +84,7 @@ def temporal(t2v: Path, clips: int = 6, frames: int = 16) -> None:
     sched = _scheduler(t2v)
     print(f"{t2v}: {sched.config.prediction_type} MSE, real clips vs frames drawn from different clips ({clips} clips x {frames} frames)")
     for tval in (900, 600, 300):
-        g = torch.Generator().manual_seed(tval)
-        noise = (math.sqrt(0.5) * torch.randn((clips, real.shape[1], 1, *real.shape[3:]), generator=g)
-                 + math.sqrt(0.5) * torch.randn(real.shape, generator=g))  # the recipe's noise_share 0.5
+        noise = _mixed_noise(real.shape, tval)
         t = torch.full((clips,), tval)
         print(f"  t = {tval}: real {_pred_mse(unet, sched, real, noise, t, encoder_hidden_states=emb):.4f}, "
               f"mixed {_pred_mse(unet, sched, mixed, noise, t, encoder_hidden_states=emb):.4f}")
@@ -124,9 +129,7 @@ def direction(t2v: Path, per_direction: int = 6, frames: int = 16) -> None:
           f"{rel(other):.1%} by changing the object's colour")
     print(f"{sched.config.prediction_type} MSE on {n} clips x {frames} frames moving left/right/up/down")
     for tval in (900, 700, 500, 300):
-        g = torch.Generator().manual_seed(tval)
-        noise = (math.sqrt(0.5) * torch.randn((n, real.shape[1], 1, *real.shape[3:]), generator=g)
-                 + math.sqrt(0.5) * torch.randn(real.shape, generator=g))  # the recipe's noise_share 0.5
+        noise = _mixed_noise(real.shape, tval)
         t = torch.full((n,), tval)
         row = {"own caption": _pred_mse(unet, sched, real, noise, t, encoder_hidden_states=own),
                "opposite direction in caption": _pred_mse(unet, sched, real, noise, t, encoder_hidden_states=swapped),
@@ -139,9 +142,8 @@ def direction(t2v: Path, per_direction: int = 6, frames: int = 16) -> None:
     perm = torch.randperm(frames, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         for tval in (900, 500):
-            noise = torch.randn(real.shape, generator=torch.Generator().manual_seed(tval))
             t = torch.full((n,), tval)
-            xt = sched.add_noise(real, noise, t)
+            xt = sched.add_noise(real, _mixed_noise(real.shape, tval), t)
             out = unet(xt, t, encoder_hidden_states=own).sample
             rows = {"time reversed": unet(xt.flip(2), t, encoder_hidden_states=own).sample.flip(2),
                     "mirrored left-right": unet(xt.flip(-1), t, encoder_hidden_states=own).sample.flip(-1),
