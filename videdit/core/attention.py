@@ -32,8 +32,7 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["CONSISTENCY_MODES", "FrameContext", "CrossFrameAttnProcessor", "install_cross_frame",
-           "spatial_self_attention_names", "cross_frame_attention", "TemporalRopeProcessor",
-           "temporal_attention_names", "install_temporal_rope"]
+           "spatial_self_attention_names", "cross_frame_attention"]
 
 CONSISTENCY_MODES = ("none", "first", "sparse-causal", "full", "window")
 
@@ -188,60 +187,3 @@ def cross_frame_attention(models, mode: str, ctx: FrameContext, window: int = 1)
     finally:
         for m, old in olds:
             m.set_attn_processor(old)
-
-
-class TemporalRopeProcessor:
-    """Temporal self-attention (over frames) with rotary frame positions (RoPE, Su et al. 2021).
-
-    UNet3D's temporal attention (ModelScope's design, as diffusers builds it) has no position
-    information, so it is exactly symmetric in time: played backwards, a clip gives the same
-    output played backwards. A model built only of such layers and symmetric convolutions cannot
-    tell which way "left" goes (``python -m videdit.mini.probe direction``). Rotating queries and
-    keys by ``offset + frame index`` makes every score depend on the *signed* distance between two
-    frames (and on nothing else: a shift of all positions leaves the output unchanged).
-
-    Input ``(N, F, C)``: the temporal transformer's layout, one sequence of ``F`` frames per pixel.
-    """
-
-    def __init__(self, base: float = 100.0, offset: int = 0):
-        self.base, self.offset = base, offset
-
-    def _rotate(self, x: torch.Tensor) -> torch.Tensor:  # (N, heads, F, dim)
-        frames, dim = x.shape[-2], x.shape[-1]
-        half = dim // 2
-        freqs = self.base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
-        angle = (torch.arange(frames, device=x.device, dtype=torch.float32) + self.offset)[:, None] * freqs
-        cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
-        a, b = x[..., :half], x[..., half:2 * half]
-        return torch.cat([a * cos - b * sin, a * sin + b * cos, x[..., 2 * half:]], -1)
-
-    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, **kw):
-        if encoder_hidden_states is not None or hidden_states.ndim != 3 or attn.group_norm is not None:
-            raise RuntimeError("TemporalRopeProcessor is for the temporal self-attention of UNet3D blocks only")
-        residual = hidden_states
-        n, frames, _ = hidden_states.shape
-        heads = attn.heads
-
-        def split(t):  # (N, F, heads*dim) -> (N, heads, F, dim)
-            return t.view(n, frames, heads, -1).transpose(1, 2)
-
-        q, k, v = split(attn.to_q(hidden_states)), split(attn.to_k(hidden_states)), split(attn.to_v(hidden_states))
-        out = F.scaled_dot_product_attention(self._rotate(q), self._rotate(k), v, dropout_p=0.0, is_causal=False)
-        out = attn.to_out[1](attn.to_out[0](out.transpose(1, 2).reshape(n, frames, -1)))
-        if attn.residual_connection:
-            out = out + residual
-        return out / attn.rescale_output_factor
-
-
-def temporal_attention_names(model) -> list[str]:
-    """Processor names of a UNet3D's temporal attention layers (the input transformer's and the blocks')."""
-    return [name for name in model.attn_processors if "temp_attentions" in name or name.startswith("transformer_in")]
-
-
-def install_temporal_rope(model, base: float = 100.0) -> None:
-    """Give every temporal attention layer of ``model`` rotary frame positions (see :class:`TemporalRopeProcessor`)."""
-    names = temporal_attention_names(model)
-    if not names:
-        raise ValueError("the model has no temporal attention layers (not a UNet3D?)")
-    proc = TemporalRopeProcessor(base)
-    model.set_attn_processor({**model.attn_processors, **{name: proc for name in names}})

@@ -90,7 +90,7 @@ def temporal(t2v: Path, clips: int = 6, frames: int = 16) -> None:
               f"mixed {_pred_mse(unet, sched, mixed, noise, t, encoder_hidden_states=emb):.4f}")
 
 
-def direction(t2v: Path, per_direction: int = 6, frames: int = 16, rope: bool = False) -> None:
+def direction(t2v: Path, per_direction: int = 6, frames: int = 16) -> None:
     from diffusers import AutoencoderKL, UNet3DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
@@ -112,10 +112,6 @@ def direction(t2v: Path, per_direction: int = 6, frames: int = 16, rope: bool = 
         z = torch.stack([vae.encode(to_tensor(v)).latent_dist.mode() * vae.config.scaling_factor for v in clips])
     real = z.permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
     unet = UNet3DConditionModel.from_pretrained(t2v / "unet").float().eval()
-    if rope:
-        from ..core.attention import install_temporal_rope
-
-        install_temporal_rope(unet)
     te = CLIPTextModel.from_pretrained(t2v / "text_encoder").float()
     tok = CLIPTokenizer.from_pretrained(str(t2v / "tokenizer"))
     names = list(motion.data.COLOURS)
@@ -253,15 +249,13 @@ def main(argv=None) -> None:
     ap.add_argument("--base", type=Path, default=OUT, help="an image model with an ip-adapter/ folder")
     ap.add_argument("--pipeline", default="mini")
     ap.add_argument("--guidance", type=float, default=None)
-    ap.add_argument("--rope", action="store_true", help="direction: run the UNet with rotary frame positions "
-                    "(a model trained with --t2v-rope)")
     ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.probe == "temporal":
         temporal(args.t2v)
     elif args.probe == "direction":
-        direction(args.t2v, rope=args.rope)
+        direction(args.t2v)
     elif args.probe == "adapter":
         adapter(args.base)
     elif args.probe == "colour":

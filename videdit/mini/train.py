@@ -637,8 +637,6 @@ def main(argv=None):
     ap.add_argument("--t2v-augment", choices=["none", "mirror", "mirror-reverse"], default="mirror",
                     help="also train on the pool's clips mirrored left-right (and played backwards), captions to "
                     "match; playing backwards makes the data symmetric in time (see motion.EASE)")
-    ap.add_argument("--t2v-rope", action="store_true",
-                    help="t2v stage: rotary frame positions in the temporal attention (core.attention.TemporalRopeProcessor)")
     ap.add_argument("--objective", choices=OBJECTIVES, default=None,
                     help="what the UNets predict: eps (SD 1.5's) or v with a zero-terminal-SNR schedule; "
                     "default: that of the model fine-tuned or trained against (--init-from, the work folder, "

@@ -160,10 +160,6 @@ def train_t2v(args, log):
         init_from_export(log, args.init_from, tok, te, unet)
     else:
         unet = inflate(UNet2DConditionModel.from_pretrained(base / "unet").float())
-    if args.t2v_rope:  # parameter-free: the export is a plain UNet3D; the recipe must install it too
-        from ..core.attention import install_temporal_rope
-
-        install_temporal_rope(unet)
     pairs, params, opt, step, rng, state = joint_training(args, log, "t2v", unet, te, args.t2v_lr, args.seed + 5)
     (ema_u, _), (ema_t, _) = pairs
     sched = scheduler(args.objective)
