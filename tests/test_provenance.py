@@ -302,3 +302,21 @@ def test_bench_design_override_is_typed_and_restored():
     for bad in (["NOPE=1"], ["BAND=wide"]):
         with pytest.raises(SystemExit):
             bench._parse_set(bad)
+
+
+def test_bench_x264_options_reach_the_writers_command_and_are_restored(tmp_path):
+    """The subme table of `--cost-only` writes through the real writer with one x264 option changed."""
+    from videdit.io import VideoWriter
+    from videdit.provenance import bench
+
+    def command():
+        return VideoWriter(tmp_path / "o.mp4", 30)._command(64, 48, False)
+
+    plain = command()
+    assert "-x264-params" not in plain
+    with bench.x264_options(**{"x264-params": "subme=6"}):
+        inside = command()
+        assert inside[inside.index("-x264-params") + 1] == "subme=6"
+        assert "-crf" in inside  # the writer's own options stay
+    after = command()
+    assert "-x264-params" not in after and len(after) == len(plain)  # (the temporary name differs)
