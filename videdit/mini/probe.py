@@ -125,8 +125,14 @@ def direction(t2v: Path, per_direction: int = 6, frames: int = 16) -> None:
     def rel(a):  # how far the text encoder moves a caption's output, relative to its size
         return float(((a - own).norm(dim=(1, 2)) / own.norm(dim=(1, 2))).mean())
 
+    def at_word(a, changed):  # the same, at the changed word's own position only
+        ids, alt = tokenize(tok, captions), tokenize(tok, changed)
+        rows, cols = torch.nonzero(ids != alt, as_tuple=True)
+        return float(((a[rows, cols] - own[rows, cols]).norm(dim=-1) / own[rows, cols].norm(dim=-1)).mean())
+
     print(f"{t2v}: text encoder output moved by {rel(swapped):.1%} by reversing the direction word, "
-          f"{rel(other):.1%} by changing the object's colour")
+          f"{rel(other):.1%} by changing the object's colour; at the changed word itself "
+          f"{at_word(swapped, opposite):.1%} and {at_word(other, recoloured):.1%}")
     print(f"{sched.config.prediction_type} MSE on {n} clips x {frames} frames moving left/right/up/down")
     for tval in (900, 700, 500, 300):
         noise = _mixed_noise(real.shape, tval)
@@ -150,6 +156,33 @@ def direction(t2v: Path, per_direction: int = 6, frames: int = 16) -> None:
                     "frames shuffled": unet(xt[:, :, perm], t, encoder_hidden_states=own).sample[:, :, perm.argsort()]}
             print(f"  t = {tval}: " + ", ".join(f"{k} {float((v - out).norm() / out.norm()):.3f}"
                                                 for k, v in rows.items()))
+    _sampled_direction(t2v)
+
+
+def _sampled_direction(t2v: Path, seeds: int = 3) -> None:
+    """Sample the recipe (``mini-t2v``'s settings on these weights) under one caption, its direction
+    reversed and its colour changed, from the same seeds: how much of the clip each word decides, and
+    where the object goes (centroid travel, px, from the eval's tracker); then the same caption with
+    all initial noise common to the frames (``noise_share`` 1), where nothing in the noise can move."""
+    from dataclasses import replace
+
+    from ..api import Pipeline
+    from ..core.recipes import load_recipe
+    from .eval_t2v import judge_clip
+
+    pipe = Pipeline.load(replace(load_recipe("mini-t2v"), base=str(t2v.resolve())), kind="text2video")
+    prompts = {"own": "a red circle moving left on a blue background",
+               "direction reversed": "a red circle moving right on a blue background",
+               "colour changed": "a green circle moving left on a blue background"}
+    print("sampled clips (16 frames), mean |difference| to the own caption's clip in grey levels; centroid travel:")
+    for s in range(seeds):
+        clips = {k: pipe.generate(p, frames=16, seed=77 + s).frames for k, p in prompts.items()}
+        clips["own, noise common to all frames"] = pipe.generate(prompts["own"], frames=16, seed=77 + s,
+                                                                 noise_share=1.0).frames
+        cells = [f"{k} {np.abs(v.astype(int) - clips['own']).mean():.1f} "
+                 f"{judge_clip(v, {'prompt': '', 'direction': 'left', 'colour': 'red'})['travel']}"
+                 for k, v in clips.items()]
+        print(f"  seed {77 + s}: " + "; ".join(cells))
 
 
 def adapter(base: Path, pairs: int = 64) -> None:
