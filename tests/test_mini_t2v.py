@@ -172,6 +172,32 @@ def test_augmented_token_ids_are_the_rewritten_captions(tmp_path):
     assert not (ids[1, 0] == ids[0, 0]).all() and (ids[1, 1] == ids[0, 1]).all()  # only left/right mirror
 
 
+def test_text_motion_head_learns_the_motion_from_the_hidden_states_alone():
+    import torch
+
+    from videdit.mini import motion
+    from videdit.mini.train_t2v import motion_labels, text_motion_loss
+
+    caps = ["a red circle moving left on a blue background", "a green square moving up", "a pink star shrinking",
+            "a blue ring bouncing over black"]
+    labels = motion_labels(caps + [motion.mirrored_caption(caps[0], hflip=True)])
+    assert [motion.MOTIONS[i] for i in labels] == ["left", "up", "shrinking", "bouncing", "right"]
+    # hidden states that carry the motion in one channel at one position: the head can learn it,
+    # and the loss it reports falls while its accuracy reaches 1
+    torch.manual_seed(0)
+    hidden = torch.randn(len(labels), 6, 16) * 0.1
+    hidden[torch.arange(len(labels)), 3, labels] += 3.0
+    head = torch.nn.Linear(16, len(motion.MOTIONS))
+    opt = torch.optim.Adam(head.parameters(), 0.05)
+    first, _ = text_motion_loss(head, hidden, labels)
+    for _ in range(100):
+        loss, acc = text_motion_loss(head, hidden, labels)
+        opt.zero_grad(), loss.backward(), opt.step()
+    assert loss.item() < 0.1 * first.item() and acc == 1.0
+    none, acc = text_motion_loss(head, hidden[:0], labels[:0])
+    assert none.item() == 0.0 and np.isnan(acc)
+
+
 def test_shipped_mini_models_are_safetensors_and_small():
     """Both shipped models (the t2v one links the image model's VAE) <= 60 MB."""
     files = {f.resolve() for d in (IMAGE, T2V) for f in d.rglob("*") if f.is_file()}

@@ -659,6 +659,9 @@ def main(argv=None):
                     help="loss weighting of the text-unet stage")
     ap.add_argument("--t2v-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the t2v stage")
     ap.add_argument("--ip-weighting", choices=WEIGHTINGS, default="x0", help="loss weighting of the ip-adapter stage")
+    ap.add_argument("--t2v-text-aux", type=float, default=0.0,
+                    help="weight of an auxiliary loss that makes the text encoder tell the caption's motion "
+                    "(left, right, ..., rotating) apart: a linear head on its mean hidden state, dropped after training")
     ap.add_argument("--t2v-noise-share", type=float, default=0.5,
                     help="fraction of a clip's noise variance common to its frames (PYoCo's mixed noise)")
     ap.add_argument("--base", type=Path, default=None,
