@@ -159,6 +159,14 @@ def direction(t2v: Path, per_direction: int = 6, frames: int = 16) -> None:
     _sampled_direction(t2v)
 
 
+def _mean_place(frames: np.ndarray) -> list[float]:
+    """Mean centroid ``[x, y]`` (px) of the eval tracker's object over the frames where it is found."""
+    from .eval_t2v import object_masks
+
+    cents = [np.argwhere(m).mean(0)[::-1] for m in object_masks(frames) if m.any()]
+    return [round(float(v), 1) for v in np.mean(cents, 0)] if cents else [float("nan")] * 2
+
+
 def _sampled_direction(t2v: Path, seeds: int = 3) -> None:
     """Sample the recipe (``mini-t2v``'s settings on these weights) under one caption, its direction
     reversed and its colour changed, from the same seeds: how much of the clip each word decides, and
@@ -174,14 +182,15 @@ def _sampled_direction(t2v: Path, seeds: int = 3) -> None:
     prompts = {"own": "a red circle moving left on a blue background",
                "direction reversed": "a red circle moving right on a blue background",
                "colour changed": "a green circle moving left on a blue background"}
-    print("sampled clips (16 frames), mean |difference| to the own caption's clip in grey levels; centroid travel:")
+    print("sampled clips (16 frames), mean |difference| to the own caption's clip in grey levels; centroid travel; "
+          "where the object is on average (x, y in px of 128)")
     for s in range(seeds):
         clips = {k: pipe.generate(p, frames=16, seed=77 + s).frames for k, p in prompts.items()}
         clips["own, noise common to all frames"] = pipe.generate(prompts["own"], frames=16, seed=77 + s,
                                                                  noise_share=1.0).frames
         cells = [f"{k} {np.abs(v.astype(int) - clips['own']).mean():.1f} "
-                 f"{judge_clip(v, {'prompt': '', 'direction': 'left', 'colour': 'red'})['travel']}"
-                 for k, v in clips.items()]
+                 f"{judge_clip(v, {'prompt': '', 'direction': 'left', 'colour': 'red'})['travel']} "
+                 f"at {_mean_place(v)}" for k, v in clips.items()]
         print(f"  seed {77 + s}: " + "; ".join(cells))
 
 
