@@ -245,6 +245,7 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
     logs = {n: (tmp_path / "w" / f"{n}.log").read_text() for n in stages}
     for stage, text in logs.items():
         assert "initialised from" in text and "done at step" in text, stage
+    assert "text motion accuracy" in logs["t2v"]  # the auxiliary motion-word loss is on by default
     if joint:  # the packed UNet has attention at its first level, and the loader builds it
         assert train.has_top_attention(tmp_path / "mini.tar")
         assert "3-frame camera moves" in logs["text-unet"]

@@ -122,7 +122,7 @@ def run(args) -> int:
     print(f"training: text-unet until +{t1 - t0:.0f} s, the rest until +{end - t0:.0f} s", flush=True)
     r.start("t2v", _cmd("t2v", work, common, "--init-from", str(OUT_T2V), "--base", str(OUT), "--until", str(end),
                         "--t2v-batch", str(args.t2v_batch), "--t2v-lr", str(args.t2v_lr), "--t2v-steps", "10000000",
-                        "--no-export"))
+                        "--t2v-text-aux", str(args.t2v_text_aux), "--no-export"))
     r.start("text-unet", _cmd("text-unet", work, common, "--init-from", str(OUT), "--until", str(t1), "--batch",
                               str(args.batch), "--unet-lr", str(args.unet_lr), "--unet-steps", "10000000",
                               "--no-export", *joint))
@@ -205,6 +205,9 @@ def main(argv=None) -> int:
     ap.add_argument("--unet-lr", type=float, default=4e-4)
     ap.add_argument("--cn-lr", type=float, default=5e-4)
     ap.add_argument("--t2v-lr", type=float, default=3e-4)
+    ap.add_argument("--t2v-text-aux", type=float, default=0.1,
+                    help="weight of the t2v stage's auxiliary motion-word loss on the text encoder (0: off; "
+                    "see the t2v model card's tenth session)")
     ap.add_argument("--ip-lr", type=float, default=1e-3)
     return run(ap.parse_args(argv))
 
