@@ -117,22 +117,27 @@ def direction(t2v: Path, per_direction: int = 6, frames: int = 16) -> None:
     names = list(motion.data.COLOURS)
     recoloured = [c.replace(f" {k.colour} ", f" {names[(names.index(k.colour) + 1) % len(names)]} ", 1)
                   for c, k in zip(captions, kinds)]
+    ids = {k: tokenize(tok, c) for k, c in (("own", captions), ("swapped", opposite), ("other", recoloured))}
     with torch.no_grad():
-        own, swapped, other = (te(tokenize(tok, c))[0] for c in (captions, opposite, recoloured))
+        own, swapped, other = (te(ids[k])[0] for k in ("own", "swapped", "other"))
     sched = _scheduler(t2v)
     n = len(clips)
 
     def rel(a):  # how far the text encoder moves a caption's output, relative to its size
         return float(((a - own).norm(dim=(1, 2)) / own.norm(dim=(1, 2))).mean())
 
-    def at_word(a, changed):  # the same, at the changed word's own position only
-        ids, alt = tokenize(tok, captions), tokenize(tok, changed)
-        rows, cols = torch.nonzero(ids != alt, as_tuple=True)
+    def at_word(a, key):  # the same, at the changed word's own position only
+        rows, cols = torch.nonzero(ids["own"] != ids[key], as_tuple=True)
         return float(((a[rows, cols] - own[rows, cols]).norm(dim=-1) / own[rows, cols].norm(dim=-1)).mean())
+
+    def embedding_norm(words):  # mean norm of the words' input embeddings
+        emb = te.get_input_embeddings().weight.detach()
+        return float(torch.stack([emb[tok.convert_tokens_to_ids(w + "</w>")].norm() for w in words]).mean())
 
     print(f"{t2v}: text encoder output moved by {rel(swapped):.1%} by reversing the direction word, "
           f"{rel(other):.1%} by changing the object's colour; at the changed word itself "
-          f"{at_word(swapped, opposite):.1%} and {at_word(other, recoloured):.1%}")
+          f"{at_word(swapped, 'swapped'):.1%} and {at_word(other, 'other'):.1%}; input embedding norm of "
+          f"the direction words {embedding_norm(motion.DIRECTIONS):.2f}, of the colour words {embedding_norm(names):.2f}")
     print(f"{sched.config.prediction_type} MSE on {n} clips x {frames} frames moving left/right/up/down")
     for tval in (900, 700, 500, 300):
         noise = _mixed_noise(real.shape, tval)

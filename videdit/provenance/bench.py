@@ -192,14 +192,18 @@ def _gumbel_fpr(scores: list[float], threshold: float) -> tuple[float, float, fl
     return loc, scale, float(1 - np.exp(-np.exp(-(threshold - loc) / scale))), float(strict)
 
 
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    """PSNR (dB) of uint8 frames ``a`` against ``b`` (same shape)."""
+    return float(10 * np.log10(255.0 ** 2 / max(np.mean((a.astype(np.float64) - b) ** 2), 1e-12)))
+
+
 def _quality_on(frames_list) -> tuple[list[float], list[float]]:
     from skimage.metrics import structural_similarity
 
     psnrs, ssims = [], []
     for frames in frames_list:
         marked = embed(frames, "0badc0de")
-        mse = np.mean((marked.astype(np.float64) - frames) ** 2)
-        psnrs.append(10 * np.log10(255.0 ** 2 / max(mse, 1e-12)))
+        psnrs.append(_psnr(marked, frames))
         idx = np.linspace(0, len(frames) - 1, 8).astype(int)
         ssims.append(float(np.mean([structural_similarity(frames[i], marked[i], channel_axis=2, data_range=255)
                                     for i in idx])))
@@ -305,21 +309,31 @@ def x264_options(**opts):
         write.FORMATS[".mp4"] = old
 
 
+def _timed_writes(root: str, variants: dict, repeats: int) -> dict:
+    """Median write time (s) of each variant ``key -> (frames, x264 options)``, written ``repeats``
+    times through the writer, interleaved so that machine-load drift falls on all alike; each
+    variant's last file stays at ``root/<key>.mp4``."""
+    from ..io import VideoWriter
+
+    times = {key: [] for key in variants}
+    for _ in range(repeats):
+        for key, (frames, opts) in variants.items():
+            with x264_options(**opts):
+                t = time.perf_counter()
+                with VideoWriter(os.path.join(root, key + ".mp4"), 30) as writer:
+                    writer.write(frames)
+                times[key].append(time.perf_counter() - t)
+    return {key: float(np.median(v)) for key, v in times.items()}
+
+
 def _encode_ratio(root: str, clean: np.ndarray, marked: np.ndarray, repeats: int,
                   preset: str | None = None) -> tuple[float, float, float]:
     """Median write time marked / clean (interleaved against load drift), the clean median (s),
     and bytes marked / clean, for the writer's default encoder at x264 ``preset``."""
-    from ..io import VideoWriter
-
-    times = {"c": [], "m": []}
-    for _ in range(repeats):
-        for key, frames in (("c", clean), ("m", marked)):
-            t = time.perf_counter()
-            with VideoWriter(os.path.join(root, key + ".mp4"), 30, preset=preset) as writer:
-                writer.write(frames)
-            times[key].append(time.perf_counter() - t)
+    opts = {"preset": preset} if preset else {}
+    med = _timed_writes(root, {"c": (clean, opts), "m": (marked, opts)}, repeats)
     size = os.path.getsize(os.path.join(root, "m.mp4")) / os.path.getsize(os.path.join(root, "c.mp4"))
-    return float(np.median(times["m"]) / np.median(times["c"])), float(np.median(times["c"])), size
+    return med["m"] / med["c"], med["c"], size
 
 
 def cost_breakdown(repeats: int = 5) -> list[str]:
@@ -342,9 +356,11 @@ def cost_breakdown(repeats: int = 5) -> list[str]:
                                                       (0.4, 0.3, 0.6, 0.6), frames=256),
                     "mandelbrot": read_video(_lavfi(os.path.join(root, "m.mp4"), "mandelbrot", "512x288", 30,
                                                     256 / 30)).frames[:256]}
+        marked_of = {}
         for name, frames in contents.items():
             emb = WatermarkEmbedder(frames.shape[1], frames.shape[2], "0123abcd")
             marked = emb.apply(frames)
+            marked_of[name] = marked
             embed_t = []
             for _ in range(3):  # in the writer's chunks of 32 frames, best of 3
                 t = time.perf_counter()
@@ -373,37 +389,27 @@ def cost_breakdown(repeats: int = 5) -> list[str]:
             cells = [_encode_ratio(root, frames, marked, repeats, preset) for preset in (None, "veryfast")]
             lines.append(f"| {name} | " + " | ".join(f"{r:.3f} ({c:.2f} s clean; {b:.3f})" for r, c, b in cells) + " |")
         lines += ["", "x264's sub-pixel and mode-decision analysis (subme) for every write, clean frames and "
-                  "marked:", ""] + subme_choice(contents, root, repeats)
+                  "marked:", ""] + subme_choice({k: (v, marked_of[k]) for k, v in contents.items()}, root, repeats)
     return lines
 
 
 def subme_choice(contents: dict, root: str, repeats: int = 5) -> list[str]:
     """The writer's x264 analysis, subme 6 against x264 medium's own 7, per content (``name ->
-    (F, H, W, 3) uint8``): clean-write time and bytes (6 over 7), PSNR of the decoded file against
-    its frames under each, and the provenance cost (marked / clean write time) under each."""
-    from ..io import read_video, write_video
-    from .watermark import WatermarkEmbedder
+    (clean, marked)``, ``(F, H, W, 3) uint8`` each): clean-write time and bytes (6 over 7), PSNR of
+    the decoded clean file against its frames under each, and the provenance cost (marked / clean
+    write time) under each; all four writes interleaved."""
+    from ..io import read_video
 
     lines = ["| content | clean write time, subme 6 / 7 | bytes 6 / 7 | PSNR subme 7 / 6 (dB) "
              "| marked / clean time, subme 7 | marked / clean time, subme 6 |", "|---|---|---|---|---|---|"]
-    for name, frames in contents.items():
-        marked = WatermarkEmbedder(frames.shape[1], frames.shape[2], "0123abcd").apply(frames)
-        times, size, psnr, cost = {7: [], 6: []}, {}, {}, {}
-        for _ in range(repeats):  # clean writes interleaved 7, 6, 7, 6, ...
-            for sub in (7, 6):
-                with x264_options(**{"x264-params": f"subme={sub}"}):
-                    t = time.perf_counter()
-                    write_video(frames, os.path.join(root, f"s{sub}.mp4"), fps=30, audio=False)
-                    times[sub].append(time.perf_counter() - t)
-        for sub in (7, 6):
-            path = os.path.join(root, f"s{sub}.mp4")
-            size[sub] = os.path.getsize(path)
-            dec = read_video(path).frames[:len(frames)].astype(np.float64)
-            psnr[sub] = 10 * np.log10(255.0 ** 2 / np.mean((dec - frames[:len(dec)]) ** 2))
-            with x264_options(**{"x264-params": f"subme={sub}"}):
-                cost[sub] = _encode_ratio(root, frames, marked, repeats)[0]
-        lines.append(f"| {name} | {np.median(times[6]) / np.median(times[7]):.3f} ({np.median(times[7]):.2f} s at 7) "
-                     f"| {size[6] / size[7]:.3f} | {psnr[7]:.2f} / {psnr[6]:.2f} | {cost[7]:.3f} | {cost[6]:.3f} |")
+    for name, (frames, marked) in contents.items():
+        med = _timed_writes(root, {f"{kind}{sub}": (x, {"x264-params": f"subme={sub}"})
+                                   for sub in (7, 6) for kind, x in (("c", frames), ("m", marked))}, repeats)
+        size = {sub: os.path.getsize(os.path.join(root, f"c{sub}.mp4")) for sub in (7, 6)}
+        psnr = {sub: _psnr(read_video(os.path.join(root, f"c{sub}.mp4")).frames[:len(frames)], frames)
+                for sub in (7, 6)}
+        lines.append(f"| {name} | {med['c6'] / med['c7']:.3f} ({med['c7']:.2f} s at 7) | {size[6] / size[7]:.3f} "
+                     f"| {psnr[7]:.2f} / {psnr[6]:.2f} | {med['m7'] / med['c7']:.3f} | {med['m6'] / med['c6']:.3f} |")
     return lines
 
 
