@@ -251,6 +251,31 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
         assert "3-frame camera moves" in logs["text-unet"]
 
 
+@pytest.mark.slow
+def test_gpu_schedule_t2v_only_runs_both_position_variants(tmp_path):
+    """``--t2v-only --t2v-positions both``: no image stage, two t2v runs on one pool (the second in its
+    own folder, with frame positions), each packed and loadable; only the second's log has positions."""
+    import tarfile
+
+    from diffusers import UNet3DConditionModel
+
+    from videdit.mini import gpu
+
+    pack, work = tmp_path / "pack", tmp_path / "w"
+    rc = gpu.main(["--device", "cpu", "--minutes", "0.9", "--reserve", "15", "--work", str(work), "--pack", str(pack),
+                   "--t2v-pool", "3", "--t2v-batch", "1", "--workers", "2", "--t2v-only", "--t2v-positions", "both"])
+    assert rc == 0
+    assert {p.name for p in pack.iterdir()} == {"mini-t2v.tar", "mini-t2v-pos.tar", "logs.tar"}
+    for name in ("mini-t2v.tar", "mini-t2v-pos.tar"):
+        tarfile.open(pack / name).extractall(tmp_path / name, filter="data")
+        assert isinstance(UNet3DConditionModel.from_pretrained(tmp_path / name / "unet"), UNet3DConditionModel)
+    plain, pos = (work / "t2v.log").read_text(), (work / "t2v-pos" / "t2v.log").read_text()
+    assert "done at step" in plain and "done at step" in pos
+    assert "frame positions" in pos and "frame positions" not in plain
+    assert not (work / "text-unet.log").exists()
+    assert (work / "t2v-pos" / "t2v-pool.npz").resolve() == (work / "t2v-pool.npz").resolve()
+
+
 def test_camera_frames_move_and_zoom_the_still():
     """Frame 0 is the still; integer shifts move the content by k * shift (checked against a slice away
     from the mirrored border) for latents and 8x finer edge maps alike; a zoom scales a ramp's slope."""

@@ -378,3 +378,69 @@ def test_mixed_noise_shares_the_asked_fraction():
     assert torch.equal(frame_noise(3, [2], (4, 32, 32), share=0.5)[0], frame_noise(3, range(4), (4, 32, 32), share=0.5)[2])
     with pytest.raises(UsageError, match="noise-share"):
         DiffusionOptions(noise_share=1.5)
+
+
+def test_temporal_positions_are_diffusers_sinusoidal_block_and_break_time_symmetry():
+    """TemporalPositionProcessor on a plain temporal transformer gives exactly what diffusers builds
+    with ``positional_embeddings="sinusoidal"`` (AnimateDiff's motion modules), independent oracle;
+    plain temporal attention is symmetric in time (reversed frames in, reversed out), with positions
+    it is not."""
+    from diffusers.models.attention_processor import AttnProcessor2_0
+    from diffusers.models.transformers.transformer_temporal import TransformerTemporalModel
+
+    from videdit.core.attention import TemporalPositionProcessor
+
+    kw = dict(num_attention_heads=2, attention_head_dim=8, in_channels=16, norm_num_groups=4, cross_attention_dim=12)
+    torch.manual_seed(0)
+    plain = TransformerTemporalModel(**kw).eval()
+    oracle = TransformerTemporalModel(**kw, positional_embeddings="sinusoidal", num_positional_embeddings=32).eval()
+    missing, unexpected = oracle.load_state_dict(plain.state_dict(), strict=False)
+    assert not unexpected and all("pos_embed" in k for k in missing)
+    frames = 6
+    x = torch.randn(2 * frames, 16, 4, 4)  # (B*F, C, H, W): two clips
+
+    def run(model, clip, proc):
+        for block in model.transformer_blocks:
+            block.attn1.set_processor(proc), block.attn2.set_processor(proc)
+        with torch.no_grad():
+            return model(clip, num_frames=frames, return_dict=False)[0]
+
+    def reverse(t):  # play each clip backwards
+        return t.view(2, frames, *t.shape[1:]).flip(1).reshape(t.shape)
+
+    base = run(plain, x, AttnProcessor2_0())
+    assert torch.allclose(reverse(run(plain, reverse(x), AttnProcessor2_0())), base, atol=1e-5)
+    ours = run(plain, x, TemporalPositionProcessor())
+    assert torch.allclose(ours, run(oracle, x, AttnProcessor2_0()), atol=1e-6)
+    assert (ours - base).abs().max() > 0.05
+    assert (reverse(run(plain, reverse(x), TemporalPositionProcessor())) - ours).norm() > 0.05 * (ours - x).norm()
+
+
+def test_recipe_temporal_positions_install_on_load_and_bad_values_are_named(comps, tmp_path):
+    """``[model] temporal_positions`` puts the processor on every temporal attention of the loaded UNet3D
+    (and nowhere else), changes what it generates; unknown schemes and restyle recipes are refused."""
+    from videdit.core.attention import TemporalPositionProcessor, temporal_attention_names
+    from videdit.core.components import load_components
+
+    root = tmp_path / "tiny-ms"
+    for part in ("tokenizer", "text_encoder", "vae", "unet", "scheduler"):
+        getattr(comps, part).save_pretrained(root / part)
+    shutil.copy(MS_DIR / "model_index.json", root / "model_index.json")
+
+    def recipe(extra, kind="text2video"):
+        f = tmp_path / "r.toml"
+        f.write_text(f'kind = "{kind}"\n[model]\nbase = "{root}"\n{extra}\n')
+        return load_recipe(f)
+
+    r = recipe('temporal_positions = "sinusoidal"')
+    assert r.temporal_positions == "sinusoidal"
+    loaded = load_components(r)
+    procs = loaded.unet.attn_processors
+    names = temporal_attention_names(loaded.unet)
+    assert names and all(isinstance(procs[n], TemporalPositionProcessor) for n in names)
+    assert not any(isinstance(p, TemporalPositionProcessor) for n, p in procs.items() if n not in names)
+    plain = load_components(recipe(""))
+    assert not (generate_latents(loaded, _opts()) - generate_latents(plain, _opts())).abs().max() < 1e-3
+    for extra, kind in (('temporal_positions = "rope"', "text2video"), ('temporal_positions = "sinusoidal"', "restyle")):
+        with pytest.raises(UsageError, match="temporal_positions.*sinusoidal"):
+            recipe(extra, kind)

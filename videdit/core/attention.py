@@ -20,6 +20,9 @@ Tensor layout: the UNet batch is ``branches x frames`` in branch-major order
 (``[uncond f0..fF-1, cond f0..fF-1]`` under classifier-free guidance), which is
 the order both ``UNet2DConditionModel`` on stacked frames and
 ``UNet3DConditionModel`` (``(B, C, F, H, W) -> (B*F, C, H, W)``) produce.
+
+The temporal attention of a UNet3D is changed only where its recipe asks: frame
+positions (:class:`TemporalPositionProcessor`, ``[model] temporal_positions``).
 """
 
 from __future__ import annotations
@@ -32,9 +35,12 @@ import torch
 import torch.nn.functional as F
 
 __all__ = ["CONSISTENCY_MODES", "FrameContext", "CrossFrameAttnProcessor", "install_cross_frame",
-           "spatial_self_attention_names", "cross_frame_attention"]
+           "spatial_self_attention_names", "cross_frame_attention", "TEMPORAL_POSITIONS", "frame_positions",
+           "TemporalPositionProcessor", "temporal_attention_names", "install_temporal_positions"]
 
 CONSISTENCY_MODES = ("none", "first", "sparse-causal", "full", "window")
+#: Frame-position schemes a recipe's ``[model] temporal_positions`` may name.
+TEMPORAL_POSITIONS = ("sinusoidal",)
 
 
 @dataclass
@@ -187,3 +193,60 @@ def cross_frame_attention(models, mode: str, ctx: FrameContext, window: int = 1)
     finally:
         for m, old in olds:
             m.set_attn_processor(old)
+
+
+def frame_positions(frames: int, dim: int, *, device=None, dtype=torch.float32) -> torch.Tensor:
+    """``(frames, dim)`` sinusoidal encodings of frame indices 0..frames-1 (Vaswani et al. 2017), values
+    in [-1, 1]: even channels ``sin(f / 10000^(2i/dim))``, odd channels the matching cosines, the layout of
+    diffusers' ``SinusoidalPositionalEmbedding`` (AnimateDiff's motion modules, Guo et al. 2023)."""
+    pos = torch.arange(frames, device=device, dtype=torch.float32)[:, None]
+    rate = torch.exp(torch.arange(0, dim, 2, device=device, dtype=torch.float32) * (-torch.log(torch.tensor(1e4)) / dim))
+    pe = torch.zeros(frames, dim, device=device)
+    pe[:, 0::2] = torch.sin(pos * rate)
+    pe[:, 1::2] = torch.cos(pos * rate)[:, : dim // 2]
+    return pe.to(dtype)
+
+
+class TemporalPositionProcessor:
+    """Temporal self-attention (over frames) that first adds each frame's absolute position encoding.
+
+    UNet3D's temporal attention (ModelScope's design, as diffusers builds it) has no position
+    information: it is exactly symmetric in time, and it cannot tell the first frame from the
+    last, so the object's place in frame ``f`` cannot depend on ``f`` through it ("a red circle
+    moving left" has to put the circle further left in later frames). AnimateDiff's motion modules
+    (Guo et al. 2023) add sinusoidal frame encodings to the normalised input of their temporal
+    attention; this processor does the same to the input of q, k and v, which is what diffusers'
+    ``BasicTransformerBlock(positional_embeddings="sinusoidal")`` does (``tests/test_t2v.py`` checks
+    the two agree), then runs diffusers' own attention (``inner``). It has no weights: a model
+    trained with it is a plain UNet3D whose recipe says ``temporal_positions = "sinusoidal"``.
+
+    Input ``(N, F, C)``: the temporal transformer's layout, one sequence of ``F`` frames per pixel.
+    """
+
+    def __init__(self, inner=None):
+        from diffusers.models.attention_processor import AttnProcessor2_0
+
+        self.inner = inner or AttnProcessor2_0()
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kw):
+        if encoder_hidden_states is not None or hidden_states.ndim != 3:
+            raise RuntimeError("TemporalPositionProcessor is for the temporal self-attention of UNet3D blocks only")
+        _, frames, dim = hidden_states.shape
+        pe = frame_positions(frames, dim, device=hidden_states.device, dtype=hidden_states.dtype)
+        return self.inner(attn, hidden_states + pe, None, attention_mask, temb)
+
+
+def temporal_attention_names(model) -> list[str]:
+    """Processor names of a UNet3D's temporal attention layers (the input transformer's and the blocks')."""
+    return [name for name in model.attn_processors if "temp_attentions" in name or name.startswith("transformer_in")]
+
+
+def install_temporal_positions(model, scheme: str = "sinusoidal") -> None:
+    """Give every temporal attention layer of ``model`` frame positions (:class:`TemporalPositionProcessor`)."""
+    if scheme not in TEMPORAL_POSITIONS:
+        raise ValueError(f"unknown temporal_positions {scheme!r}; choose one of: {', '.join(TEMPORAL_POSITIONS)}")
+    names = temporal_attention_names(model)
+    if not names:
+        raise ValueError("the model has no temporal attention layers (not a UNet3D?)")
+    proc = TemporalPositionProcessor()
+    model.set_attn_processor({**model.attn_processors, **{name: proc for name in names}})

@@ -152,6 +152,10 @@ def load_components(recipe: Recipe, *, device: str = "cpu", dtype: torch.dtype =
     vae = _load(cls_of("vae", diffusers, "AutoencoderKL"), recipe.base, "vae", what="VAE", **kw)
     unet = _load(cls_of("unet", diffusers, "UNet3DConditionModel" if kind3d else "UNet2DConditionModel"),
                  recipe.base, "unet", what="UNet", **kw)
+    if recipe.temporal_positions:  # weight-free, so the recipe (not the checkpoint) says the UNet needs it
+        from .attention import install_temporal_positions
+
+        install_temporal_positions(unet, recipe.temporal_positions)
     sched_cls = getattr(diffusers, recipe.scheduler) if recipe.scheduler else cls_of("scheduler", diffusers,
                                                                                     "DDIMScheduler")
     # Scheduler "weights" are a JSON config: no pickle question.

@@ -76,6 +76,8 @@ class Recipe:
     ip_adapter: IPAdapterSpec | None = None
     defaults: dict = field(default_factory=dict)
     source: str = ""
+    #: UNet3D only: frame positions its temporal attention was trained with (``attention.TEMPORAL_POSITIONS``)
+    temporal_positions: str | None = None
 
     def default(self, key: str, fallback=None):
         return self.defaults.get(key, fallback)
@@ -122,9 +124,16 @@ def _parse(data: dict, name: str, source: str, base_dir: Path) -> Recipe:
     if unknown:
         raise UsageError(f"{source}: unknown [defaults] key(s) {', '.join(sorted(unknown))}; "
                          f"valid: {', '.join(sorted(_DEFAULT_KEYS))}")
+    positions = model.get("temporal_positions")
+    if positions is not None:
+        from .attention import TEMPORAL_POSITIONS
+
+        if kind != "text2video" or positions not in TEMPORAL_POSITIONS:
+            raise UsageError(f"{source}: [model] temporal_positions = {positions!r} is for text2video recipes, "
+                             f"one of: {', '.join(TEMPORAL_POSITIONS)}")
     return Recipe(name=data.get("name", name), kind=kind, base=base, description=data.get("description", ""),
                   scheduler=model.get("scheduler"), controlnets=tuple(cns), ip_adapter=ip,
-                  defaults=defaults, source=source)
+                  defaults=defaults, source=source, temporal_positions=positions)
 
 
 def _from_toml(path: Path) -> Recipe:

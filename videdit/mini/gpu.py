@@ -92,18 +92,23 @@ def run(args) -> int:
             "--ip-pool", "8", "--batch", "4", "--t2v-batch", "2", "--unet-steps", "3", "--cn-steps", "3",
             "--t2v-steps", "3", "--ip-steps", "3", "--no-export"]
     r = Runner(work)
-    w = max(1, args.workers // 3)
-    r.start("pool-image", _cmd("text-unet", work, common, "--prepare", "--workers", str(w)))
+    image = not args.t2v_only
+    w = max(1, args.workers // 3) if image else args.workers
+    variants = t2v_variants(work, args.t2v_positions)
+    if image:
+        r.start("pool-image", _cmd("text-unet", work, common, "--prepare", "--workers", str(w)))
     r.start("pool-t2v", _cmd("t2v", work, common, "--prepare", "--workers", str(w), "--base", str(OUT)))
-    if not args.joint_cn:
+    if image and not args.joint_cn:
         r.start("pool-ip", _cmd("ip-adapter", work, common, "--prepare", "--workers", str(w), "--base", str(work)))
     joint = ((["--joint-cn", str(args.joint_cn)] if args.joint_cn else [])
              + (["--top-attention"] if args.top_attention else [])
              + (["--cross-frame", str(args.cross_frame)] if args.cross_frame else []))
-    r.start("smoke-text-unet", _cmd("text-unet", smoke, tiny, "--init-from", str(OUT), *joint))
-    r.start("smoke-t2v", _cmd("t2v", smoke, tiny, "--init-from", str(OUT_T2V), "--base", str(OUT)))
-    failed = r.wait("smoke-text-unet")
-    if not failed and not args.joint_cn:
+    if image:
+        r.start("smoke-text-unet", _cmd("text-unet", smoke, tiny, "--init-from", str(OUT), *joint))
+    r.start("smoke-t2v", _cmd("t2v", smoke, tiny, "--init-from", str(OUT_T2V), "--base", str(OUT),
+                              *variants[-1][2]))
+    failed = r.wait("smoke-text-unet") if image else []
+    if image and not failed and not args.joint_cn:
         r.start("smoke-cn", _cmd("controlnet-edges", smoke, tiny, "--init-from", str(OUT)))
         r.start("smoke-ip", _cmd("ip-adapter", smoke, tiny, "--base", str(smoke)))
         failed = r.wait("smoke-cn", "smoke-ip")
@@ -119,62 +124,85 @@ def run(args) -> int:
 
     now = time.time()
     t1 = end if args.joint_cn else now + args.unet_share * (end - now)
-    print(f"training: text-unet until +{t1 - t0:.0f} s, the rest until +{end - t0:.0f} s", flush=True)
-    r.start("t2v", _cmd("t2v", work, common, "--init-from", str(OUT_T2V), "--base", str(OUT), "--until", str(end),
-                        "--t2v-batch", str(args.t2v_batch), "--t2v-lr", str(args.t2v_lr), "--t2v-steps", "10000000",
-                        "--t2v-text-aux", str(args.t2v_text_aux), "--no-export"))
-    r.start("text-unet", _cmd("text-unet", work, common, "--init-from", str(OUT), "--until", str(t1), "--batch",
-                              str(args.batch), "--unet-lr", str(args.unet_lr), "--unet-steps", "10000000",
-                              "--no-export", *joint))
-    failed = r.wait("text-unet")
-    if not failed and not args.joint_cn:
-        r.start("controlnet-edges", _cmd("controlnet-edges", work, common, "--init-from", str(OUT), "--until", str(end),
-                                         "--batch", str(args.batch), "--cn-lr", str(args.cn_lr), "--cn-steps",
-                                         "10000000", "--no-export"))
-        r.start("ip-adapter", _cmd("ip-adapter", work, common, "--base", str(work), "--until", str(end), "--batch",
-                                   str(args.batch), "--ip-lr", str(args.ip_lr), "--ip-steps", "10000000", "--no-export"))
-        failed += r.wait("controlnet-edges", "ip-adapter")
-    failed += r.wait("t2v")
+    print(f"training: {'text-unet until +%.0f s, the rest' % (t1 - t0) if image else 't2v'} until "
+          f"+{end - t0:.0f} s", flush=True)
+    for name, vwork, extra in variants:
+        if vwork != work:  # a second variant: its own checkpoints, the same pool and VAE
+            vwork.mkdir(parents=True, exist_ok=True)
+            for part in ("vae", "t2v-pool.npz"):
+                if not (vwork / part).exists():
+                    (vwork / part).symlink_to((work / part).resolve())
+        r.start(name, _cmd("t2v", vwork, common, "--init-from", str(OUT_T2V), "--base", str(OUT), "--until",
+                           str(end), "--t2v-batch", str(args.t2v_batch), "--t2v-lr", str(args.t2v_lr), "--t2v-steps",
+                           "10000000", "--t2v-text-aux", str(args.t2v_text_aux), "--no-export", *extra))
+    if not image:
+        failed = []
+    else:
+        r.start("text-unet", _cmd("text-unet", work, common, "--init-from", str(OUT), "--until", str(t1), "--batch",
+                                  str(args.batch), "--unet-lr", str(args.unet_lr), "--unet-steps", "10000000",
+                                  "--no-export", *joint))
+        failed = r.wait("text-unet")
+        if not failed and not args.joint_cn:
+            r.start("controlnet-edges", _cmd("controlnet-edges", work, common, "--init-from", str(OUT), "--until",
+                                             str(end), "--batch", str(args.batch), "--cn-lr", str(args.cn_lr),
+                                             "--cn-steps", "10000000", "--no-export"))
+            r.start("ip-adapter", _cmd("ip-adapter", work, common, "--base", str(work), "--until", str(end), "--batch",
+                                       str(args.batch), "--ip-lr", str(args.ip_lr), "--ip-steps", "10000000",
+                                       "--no-export"))
+            failed += r.wait("controlnet-edges", "ip-adapter")
+    failed += r.wait(*[name for name, _, _ in variants])
     print(f"training done at +{time.time() - t0:.0f} s; failed: {failed or 'none'}", flush=True)
     if args.pack:
-        pack(work, args.pack)
+        pack(work, args.pack, variants)
     return 1 if failed else 0
 
 
-def pack(work: Path, dest: Path) -> None:
-    """Export what was trained and tar it in pieces small enough to travel (<= 16 MiB each)."""
+def t2v_variants(work: Path, positions: str) -> list[tuple[str, Path, list[str]]]:
+    """The t2v runs: ``(name, work folder, extra flags)``; ``positions`` both: without and with frame
+    positions side by side (same pool, same deadline), so one GPU run compares them."""
+    on = [("t2v-pos" if positions == "both" else "t2v", work / "t2v-pos" if positions == "both" else work,
+           ["--t2v-positions"])]
+    off = [("t2v", work, [])]
+    return {"off": off, "on": on, "both": off + on}[positions]
+
+
+def pack(work: Path, dest: Path, variants=None) -> None:
+    """Export what was trained and tar it in pieces small enough to travel (<= 16 MiB each):
+    ``mini.tar``, ``mini-ip.tar``, and one ``<variant>.tar`` per t2v run (``mini-t2v.tar``, ``mini-t2v-pos.tar``)."""
     from . import train
     from .train_ip import export_ip
     from .train_t2v import export_t2v
 
     dest.mkdir(parents=True, exist_ok=True)
     exp, log = work / "export", Log(work, "export")
-    parts = {"mini.tar": [], "mini-t2v.tar": [], "mini-ip.tar": []}
+    tars: dict[str, tuple[Path, list[str]]] = {}
     if (work / "unet").is_dir():
         train.export(log, work, exp / "videdit-mini")
-        parts["mini.tar"] = [p for p in ("unet", "text_encoder", "tokenizer", "controlnet-edges", "scheduler")
-                             if (exp / "videdit-mini" / p).is_dir()]
+        tars["mini.tar"] = (exp / "videdit-mini", [p for p in ("unet", "text_encoder", "tokenizer", "controlnet-edges",
+                                                              "scheduler") if (exp / "videdit-mini" / p).is_dir()])
     if (work / "ip-adapter").is_dir():
         export_ip(log, work, exp / "videdit-mini")
-        parts["mini-ip.tar"] = ["ip-adapter"]
-    if (work / "t2v-unet").is_dir():
-        export_t2v(log, work, exp / "videdit-mini-t2v", OUT)
-        parts["mini-t2v.tar"] = ["unet", "text_encoder", "tokenizer", "scheduler"]
-    for name, dirs in parts.items():
-        if dirs:
-            root = exp / ("videdit-mini-t2v" if "t2v" in name else "videdit-mini")
-            with tarfile.open(dest / name, "w") as tar:
-                for d in dirs:
-                    tar.add(root / d, arcname=d)
+        tars["mini-ip.tar"] = (exp / "videdit-mini", ["ip-adapter"])
+    for name, vwork, _ in variants or t2v_variants(work, "off"):
+        if (vwork / "t2v-unet").is_dir():
+            export_t2v(log, vwork, exp / f"videdit-mini-{name}", OUT)
+            tars[f"mini-{name}.tar"] = (exp / f"videdit-mini-{name}", ["unet", "text_encoder", "tokenizer",
+                                                                       "scheduler"])
+    for name, (root, dirs) in tars.items():
+        with tarfile.open(dest / name, "w") as tar:
+            for d in dirs:
+                tar.add(root / d, arcname=d)
+    logs = [*work.glob("*.log"), *work.glob("*.out"), *work.glob("t2v-pos/*.log"), work / "results.json"]
     with tarfile.open(dest / "logs.tar", "w") as tar:
-        for f in sorted(work.glob("*.log")) + sorted(work.glob("*.out")) + [work / "results.json"]:
+        for f in sorted(logs):
             if f.is_file():
-                tar.add(f, arcname=f.name)
+                tar.add(f, arcname=str(f.relative_to(work)))
     for f in sorted(dest.iterdir()):
         print(f"packed {f.name}: {f.stat().st_size / 2**20:.1f} MiB", flush=True)
-    for f in sorted(work.glob("*.log")):  # the summary: each stage's last lines
-        done = [line for line in f.read_text().splitlines() if "done at" in line or "pool:" in line]
-        print("\n".join(done[-2:]), flush=True)
+    for f in sorted(logs):  # the summary: each stage's last lines
+        if f.suffix == ".log" and f.is_file():
+            done = [line for line in f.read_text().splitlines() if "done at" in line or "pool:" in line]
+            print("\n".join(f"{f.relative_to(work)}: {line}" for line in done[-2:]), flush=True)
 
 
 def main(argv=None) -> int:
@@ -209,6 +237,10 @@ def main(argv=None) -> int:
                     help="weight of the t2v stage's auxiliary motion-word loss on the text encoder (0: off; "
                     "see the t2v model card's tenth session)")
     ap.add_argument("--ip-lr", type=float, default=1e-3)
+    ap.add_argument("--t2v-only", action="store_true", help="train only the t2v model (no image stages)")
+    ap.add_argument("--t2v-positions", choices=("off", "on", "both"), default="off",
+                    help="sinusoidal frame positions in the t2v model's temporal attention (both: two t2v runs, "
+                    "without and with, packed as mini-t2v.tar and mini-t2v-pos.tar)")
     return run(ap.parse_args(argv))
 
 

@@ -77,6 +77,10 @@ def temporal(t2v: Path, clips: int = 6, frames: int = 16) -> None:
     pick = torch.randint(0, clips, (clips, frames))
     mixed = torch.stack([torch.stack([real[pick[b, f], :, f] for f in range(frames)], 1) for b in range(clips)])
     unet = UNet3DConditionModel.from_pretrained(t2v / "unet").float().eval()
+    if recipe.temporal_positions:
+        from ..core.attention import install_temporal_positions
+
+        install_temporal_positions(unet, recipe.temporal_positions)
     te = CLIPTextModel.from_pretrained(t2v / "text_encoder").float()
     tok = CLIPTokenizer.from_pretrained(str(t2v / "tokenizer"))
     with torch.no_grad():
@@ -90,13 +94,26 @@ def temporal(t2v: Path, clips: int = 6, frames: int = 16) -> None:
               f"mixed {_pred_mse(unet, sched, mixed, noise, t, encoder_hidden_states=emb):.4f}")
 
 
-def direction(t2v: Path, per_direction: int = 6, frames: int = 16) -> None:
+def t2v_recipe(ref):
+    """A text2video recipe from a ``.toml`` file, or ``mini-t2v``'s settings on a model directory."""
+    from dataclasses import replace
+
+    from ..core.recipes import load_recipe
+
+    ref = Path(ref)
+    return load_recipe(ref) if ref.suffix == ".toml" else replace(load_recipe("mini-t2v"), base=str(ref.resolve()))
+
+
+def direction(ref, per_direction: int = 6, frames: int = 16) -> None:
+    """``ref``: a t2v model directory (run with ``mini-t2v``'s settings) or a ``.toml`` recipe."""
     from diffusers import AutoencoderKL, UNet3DConditionModel
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from . import motion
     from .loop import to_tensor, tokenize
 
+    recipe = t2v_recipe(ref)
+    t2v = Path(recipe.base)
     torch.manual_seed(0)
     clips, captions, kinds = [], [], []
     for i, d in enumerate(motion.DIRECTIONS):
@@ -112,6 +129,10 @@ def direction(t2v: Path, per_direction: int = 6, frames: int = 16) -> None:
         z = torch.stack([vae.encode(to_tensor(v)).latent_dist.mode() * vae.config.scaling_factor for v in clips])
     real = z.permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
     unet = UNet3DConditionModel.from_pretrained(t2v / "unet").float().eval()
+    if recipe.temporal_positions:
+        from ..core.attention import install_temporal_positions
+
+        install_temporal_positions(unet, recipe.temporal_positions)
     te = CLIPTextModel.from_pretrained(t2v / "text_encoder").float()
     tok = CLIPTokenizer.from_pretrained(str(t2v / "tokenizer"))
     names = list(motion.data.COLOURS)
@@ -161,7 +182,7 @@ def direction(t2v: Path, per_direction: int = 6, frames: int = 16) -> None:
                     "frames shuffled": unet(xt[:, :, perm], t, encoder_hidden_states=own).sample[:, :, perm.argsort()]}
             print(f"  t = {tval}: " + ", ".join(f"{k} {float((v - out).norm() / out.norm()):.3f}"
                                                 for k, v in rows.items()))
-    _sampled_direction(t2v)
+    _sampled_direction(recipe)
 
 
 def _mean_place(frames: np.ndarray) -> list[float]:
@@ -172,18 +193,15 @@ def _mean_place(frames: np.ndarray) -> list[float]:
     return [round(float(v), 1) for v in np.mean(cents, 0)] if cents else [float("nan")] * 2
 
 
-def _sampled_direction(t2v: Path, seeds: int = 3) -> None:
+def _sampled_direction(recipe, seeds: int = 3) -> None:
     """Sample the recipe (``mini-t2v``'s settings on these weights) under one caption, its direction
     reversed and its colour changed, from the same seeds: how much of the clip each word decides, and
     where the object goes (centroid travel, px, from the eval's tracker); then the same caption with
     all initial noise common to the frames (``noise_share`` 1), where nothing in the noise can move."""
-    from dataclasses import replace
-
     from ..api import Pipeline
-    from ..core.recipes import load_recipe
     from .eval_t2v import judge_clip
 
-    pipe = Pipeline.load(replace(load_recipe("mini-t2v"), base=str(t2v.resolve())), kind="text2video")
+    pipe = Pipeline.load(recipe, kind="text2video")
     prompts = {"own": "a red circle moving left on a blue background",
                "direction reversed": "a red circle moving right on a blue background",
                "colour changed": "a green circle moving left on a blue background"}
@@ -292,7 +310,8 @@ def colour(base: Path, steps: int = 150) -> None:
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.probe", description=__doc__.split("\n\n")[0])
     ap.add_argument("probe", choices=["temporal", "direction", "adapter", "structure", "colour"])
-    ap.add_argument("--t2v", type=Path, default=OUT_T2V)
+    ap.add_argument("--t2v", type=Path, default=OUT_T2V,
+                    help="the t2v model directory, or (direction) a .toml recipe that runs it")
     ap.add_argument("--base", type=Path, default=OUT, help="an image model with an ip-adapter/ folder")
     ap.add_argument("--pipeline", default="mini")
     ap.add_argument("--guidance", type=float, default=None)

@@ -662,6 +662,9 @@ def main(argv=None):
     ap.add_argument("--t2v-text-aux", type=float, default=0.0,
                     help="weight of an auxiliary loss that makes the text encoder tell the caption's motion "
                     "(left, right, ..., rotating) apart: a linear head on its mean hidden state, dropped after training")
+    ap.add_argument("--t2v-positions", action="store_true",
+                    help="t2v stage: sinusoidal frame positions in the temporal attention (AnimateDiff's; "
+                    "core.attention.TemporalPositionProcessor); the recipe must then say temporal_positions")
     ap.add_argument("--t2v-noise-share", type=float, default=0.5,
                     help="fraction of a clip's noise variance common to its frames (PYoCo's mixed noise)")
     ap.add_argument("--base", type=Path, default=None,

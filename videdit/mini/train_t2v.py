@@ -183,6 +183,11 @@ def train_t2v(args, log):
         init_from_export(log, args.init_from, tok, te, unet)
     else:
         unet = inflate(UNet2DConditionModel.from_pretrained(base / "unet").float())
+    if args.t2v_positions:  # weight-free: the export is a plain UNet3D, its recipe installs the same
+        from ..core.attention import install_temporal_positions
+
+        install_temporal_positions(unet)
+        log("temporal attention with sinusoidal frame positions")
     head = torch.nn.Linear(te.config.hidden_size, len(motion.MOTIONS)) if args.t2v_text_aux else None
     pairs, params, opt, step, rng, state = joint_training(args, log, "t2v", unet, te, args.t2v_lr, args.seed + 5,
                                                           extra=head)
