@@ -103,8 +103,13 @@ def test_judge_on_rendered_ground_truth():
         video = _truth(want)
         good = judge_clip(video, want)
         assert good["direction_ok"] and good["colour_ok"] and good["present"], good
-        assert not judge_clip(video[::-1], want)["direction_ok"]  # played backwards: the opposite way
-        assert not judge_clip(np.repeat(video[:1], 16, 0), want)["direction_ok"]  # standing still
+        assert good["way"] == "named"
+        back = judge_clip(video[::-1], want)  # played backwards: the opposite way
+        assert not back["direction_ok"] and back["way"] == "opposite"
+        still = judge_clip(np.repeat(video[:1], 16, 0), want)
+        assert not still["direction_ok"] and still["way"] == "too little"
+        turned = judge_clip(np.ascontiguousarray(video.transpose(0, 2, 1, 3)), want)  # x and y swapped
+        assert turned["way"] == "other axis", turned
         flicker = video.copy()
         flicker[7] = flicker[7, :1, :1]  # one frame of plain background: the object vanished
         assert not judge_clip(flicker, want)["present"]

@@ -292,6 +292,8 @@ def _report_t2v(args, opts: dict) -> dict:
                             ("colour_ok", "object has the named colour", 0.9),
                             ("present", "object present in every frame", 0.9)):
         print(f"  {name}: {res[key]:.0%} [target >= {goal:.0%}: {'MET' if res[key] >= goal else 'NOT MET'}]")
+    print("  clips whose object went " + ", ".join(f"{w} {k}" for w, k in res["ways"].items())
+          + " (chance: named and opposite a quarter each, other axis a half)")
     return res
 
 

@@ -32,6 +32,7 @@ HELD_OUT_T2V = 91_000_000
 DIFF = 60.0        # RGB distance from the background colour that counts as object
 MIN_AREA = 60      # px at 128x128 (the smallest training shape covers ~300)
 MIN_TRAVEL = 4.0   # px of centroid travel along the named direction
+WAYS = ("named", "opposite", "other axis", "too little")  # where a clip's object went, against its caption
 MAX_JUMP = 0.2     # of the frame side: the largest centroid step between frames of one object
 
 
@@ -89,8 +90,12 @@ def judge_clip(frames: np.ndarray, want: dict) -> dict:
     along = travel[0] * ux + travel[1] * uy
     across = abs(travel[0] * uy - travel[1] * ux)
     moved = bool(along >= MIN_TRAVEL and along > across)
+    # Which way it went instead, to tell a model that ignores the word (the other axis half the time)
+    # from one that reads it backwards (the opposite way).
+    way = ("named" if moved else "opposite" if -along >= MIN_TRAVEL and -along > across
+           else "other axis" if across >= MIN_TRAVEL and across >= abs(along) else "too little")
     return {"prompt": want["prompt"], "present": present, "colour": colour, "colour_ok": colour == want["colour"],
-            "travel": [round(travel[0], 1), round(travel[1], 1)], "direction_ok": moved,
+            "travel": [round(travel[0], 1), round(travel[1], 1)], "direction_ok": moved, "way": way,
             "min_area": int(areas.min())}
 
 
@@ -102,7 +107,8 @@ def eval_t2v(pipe, n: int, frames: int = 16, seed: int = HELD_OUT_T2V, **opts) -
         rows.append(judge_clip(video, want))
         clips.append(video)
     rate = {k: float(np.mean([r[k] for r in rows])) for k in ("direction_ok", "colour_ok", "present")}
-    return {"clips": n, "frames": frames, **rate, "rows": rows, "videos": clips}
+    ways = {w: sum(r["way"] == w for r in rows) for w in WAYS}
+    return {"clips": n, "frames": frames, **rate, "ways": ways, "rows": rows, "videos": clips}
 
 
 def t2v_sheet(videos: list, rows: list, path, n_clips: int = 4, n_frames: int = 8, scale: int = 1) -> None:
