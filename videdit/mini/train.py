@@ -704,7 +704,9 @@ def main(argv=None):
     if args.stage == "soup":
         if args.soup_with is None:
             raise SystemExit("--stage soup needs --soup-with DIR (an export of the same model)")
-        return soup(Log(args.work, "export"), args.out, args.soup_with, args.soup_weight)
+        # a t2v export has no ControlNet: soup the parts it has
+        return soup(Log(args.work, "export"), args.out, args.soup_with, args.soup_weight,
+                    [p for p in SOUP_PARTS if (args.out / p).is_dir()])
     torch.set_num_threads(args.threads)
     setup_device(args)
     args.base = args.base or args.out
