@@ -19,6 +19,10 @@ components (``--init-from``) and scheduled so the GPU and the CPU cores stay bus
 4. every stage stops at the same deadline (``--until``, its learning rate annealed to it);
    the components are exported (fp16 safetensors) and, with ``--pack``, tarred for the trip back.
 
+``--t2v-only`` trains the t2v model alone (all workers render its pool); ``--t2v-positions both`` runs
+two t2v fine-tunes side by side on one pool, without and with frame positions in the temporal attention
+(``core.attention.TemporalPositionProcessor``), packed as ``mini-t2v.tar`` and ``mini-t2v-pos.tar``.
+
 To ship the result: ``tar -xf out/gpu/mini.tar -C pipelines/videdit-mini`` (likewise ``mini-ip.tar``),
 ``tar -xf out/gpu/mini-t2v.tar -C pipelines/videdit-mini-t2v``, then ``make eval-mini``.
 
@@ -106,7 +110,7 @@ def run(args) -> int:
     if image:
         r.start("smoke-text-unet", _cmd("text-unet", smoke, tiny, "--init-from", str(OUT), *joint))
     r.start("smoke-t2v", _cmd("t2v", smoke, tiny, "--init-from", str(OUT_T2V), "--base", str(OUT),
-                              *variants[-1][2]))
+                              *variants[-1][2]))  # the last variant's flags: frame positions where any has them
     failed = r.wait("smoke-text-unet") if image else []
     if image and not failed and not args.joint_cn:
         r.start("smoke-cn", _cmd("controlnet-edges", smoke, tiny, "--init-from", str(OUT)))
@@ -135,9 +139,8 @@ def run(args) -> int:
         r.start(name, _cmd("t2v", vwork, common, "--init-from", str(OUT_T2V), "--base", str(OUT), "--until",
                            str(end), "--t2v-batch", str(args.t2v_batch), "--t2v-lr", str(args.t2v_lr), "--t2v-steps",
                            "10000000", "--t2v-text-aux", str(args.t2v_text_aux), "--no-export", *extra))
-    if not image:
-        failed = []
-    else:
+    failed = []
+    if image:
         r.start("text-unet", _cmd("text-unet", work, common, "--init-from", str(OUT), "--until", str(t1), "--batch",
                                   str(args.batch), "--unet-lr", str(args.unet_lr), "--unet-steps", "10000000",
                                   "--no-export", *joint))
