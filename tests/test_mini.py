@@ -535,6 +535,10 @@ def test_soup_averages_two_exports_parameter_by_parameter(tmp_path):
         train.soup(logs.append, tmp_path / "a", tmp_path / "c", 0.5, parts=("unet",))
     with pytest.raises(SystemExit, match="soup-with"):
         train.main(["--stage", "soup", "--out", str(tmp_path / "a")])
+    # through the CLI, an export without a ControlNet (a t2v model's) soups the parts it has
+    train.main(["--stage", "soup", "--work", str(tmp_path / "w"), "--out", str(tmp_path / "a"),
+                "--soup-with", str(tmp_path / "b"), "--soup-weight", "1"])
+    assert torch.equal(load_file(tmp_path / "a" / "unet" / fn)["conv_in.weight"], b["conv_in.weight"])
 
 
 def test_one_frame_cross_frame_attention_is_plain_self_attention():
