@@ -232,3 +232,19 @@ def test_shipped_t2v_loads_through_the_recipe_and_makes_one_clip_not_unrelated_f
         assert (object_masks(a).sum((1, 2)) >= MIN_AREA).all()
         a, b = a.astype(np.float32), b.astype(np.float32)
         assert np.abs(np.diff(a, axis=0)).mean() < 0.8 * np.abs(a - b).mean()
+
+
+def test_probes_run_the_t2v_model_as_a_recipe_says(tmp_path):
+    """``probe --t2v`` takes a model directory (``mini-t2v``'s settings on it) or a recipe; the UNet the
+    probes load carries the frame positions the recipe names, and only then."""
+    from videdit.core.attention import TemporalPositionProcessor
+    from videdit.mini.probe import _t2v_unet, t2v_recipe
+    from videdit.mini.train_t2v import OUT_T2V
+
+    plain = t2v_recipe(OUT_T2V)
+    assert plain.base == str(OUT_T2V.resolve()) and plain.temporal_positions is None
+    assert not any(isinstance(p, TemporalPositionProcessor) for p in _t2v_unet(plain).attn_processors.values())
+    toml = tmp_path / "pos.toml"
+    toml.write_text(f'kind = "text2video"\n[model]\nbase = "{OUT_T2V}"\ntemporal_positions = "sinusoidal"\n')
+    procs = _t2v_unet(t2v_recipe(toml)).attn_processors
+    assert sum(isinstance(p, TemporalPositionProcessor) for p in procs.values()) > 0

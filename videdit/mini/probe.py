@@ -61,13 +61,38 @@ def _scheduler(model_dir: Path):
     return scheduler(objective_of(model_dir) or "eps")
 
 
-def temporal(t2v: Path, clips: int = 6, frames: int = 16) -> None:
-    from diffusers import AutoencoderKL, UNet3DConditionModel
+def t2v_recipe(ref):
+    """A text2video recipe from a ``.toml`` file, or ``mini-t2v``'s settings on a model directory."""
+    from dataclasses import replace
+
+    from ..core.recipes import load_recipe
+
+    ref = Path(ref)
+    return load_recipe(ref) if ref.suffix == ".toml" else replace(load_recipe("mini-t2v"), base=str(ref.resolve()))
+
+
+def _t2v_unet(recipe):
+    """The recipe's UNet3D in float32, with the frame positions its recipe names."""
+    from diffusers import UNet3DConditionModel
+
+    unet = UNet3DConditionModel.from_pretrained(Path(recipe.base) / "unet").float().eval()
+    if recipe.temporal_positions:
+        from ..core.attention import install_temporal_positions
+
+        install_temporal_positions(unet, recipe.temporal_positions)
+    return unet
+
+
+def temporal(ref, clips: int = 6, frames: int = 16) -> None:
+    """``ref``: a t2v model directory (run with ``mini-t2v``'s settings) or a ``.toml`` recipe."""
+    from diffusers import AutoencoderKL
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from . import motion
     from .loop import to_tensor, tokenize
 
+    recipe = t2v_recipe(ref)
+    t2v = Path(recipe.base)
     torch.manual_seed(0)
     vae = AutoencoderKL.from_pretrained(t2v / "vae").float()
     items = [motion.motion_sample(777000 + i, frames) for i in range(clips)]
@@ -76,11 +101,7 @@ def temporal(t2v: Path, clips: int = 6, frames: int = 16) -> None:
     real = z.permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
     pick = torch.randint(0, clips, (clips, frames))
     mixed = torch.stack([torch.stack([real[pick[b, f], :, f] for f in range(frames)], 1) for b in range(clips)])
-    unet = UNet3DConditionModel.from_pretrained(t2v / "unet").float().eval()
-    if recipe.temporal_positions:
-        from ..core.attention import install_temporal_positions
-
-        install_temporal_positions(unet, recipe.temporal_positions)
+    unet = _t2v_unet(recipe)
     te = CLIPTextModel.from_pretrained(t2v / "text_encoder").float()
     tok = CLIPTokenizer.from_pretrained(str(t2v / "tokenizer"))
     with torch.no_grad():
@@ -94,19 +115,9 @@ def temporal(t2v: Path, clips: int = 6, frames: int = 16) -> None:
               f"mixed {_pred_mse(unet, sched, mixed, noise, t, encoder_hidden_states=emb):.4f}")
 
 
-def t2v_recipe(ref):
-    """A text2video recipe from a ``.toml`` file, or ``mini-t2v``'s settings on a model directory."""
-    from dataclasses import replace
-
-    from ..core.recipes import load_recipe
-
-    ref = Path(ref)
-    return load_recipe(ref) if ref.suffix == ".toml" else replace(load_recipe("mini-t2v"), base=str(ref.resolve()))
-
-
 def direction(ref, per_direction: int = 6, frames: int = 16) -> None:
     """``ref``: a t2v model directory (run with ``mini-t2v``'s settings) or a ``.toml`` recipe."""
-    from diffusers import AutoencoderKL, UNet3DConditionModel
+    from diffusers import AutoencoderKL
     from transformers import CLIPTextModel, CLIPTokenizer
 
     from . import motion
@@ -128,11 +139,7 @@ def direction(ref, per_direction: int = 6, frames: int = 16) -> None:
     with torch.no_grad():
         z = torch.stack([vae.encode(to_tensor(v)).latent_dist.mode() * vae.config.scaling_factor for v in clips])
     real = z.permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
-    unet = UNet3DConditionModel.from_pretrained(t2v / "unet").float().eval()
-    if recipe.temporal_positions:
-        from ..core.attention import install_temporal_positions
-
-        install_temporal_positions(unet, recipe.temporal_positions)
+    unet = _t2v_unet(recipe)
     te = CLIPTextModel.from_pretrained(t2v / "text_encoder").float()
     tok = CLIPTokenizer.from_pretrained(str(t2v / "tokenizer"))
     names = list(motion.data.COLOURS)
@@ -311,7 +318,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.probe", description=__doc__.split("\n\n")[0])
     ap.add_argument("probe", choices=["temporal", "direction", "adapter", "structure", "colour"])
     ap.add_argument("--t2v", type=Path, default=OUT_T2V,
-                    help="the t2v model directory, or (direction) a .toml recipe that runs it")
+                    help="the t2v model directory, or a .toml recipe that runs it")
     ap.add_argument("--base", type=Path, default=OUT, help="an image model with an ip-adapter/ folder")
     ap.add_argument("--pipeline", default="mini")
     ap.add_argument("--guidance", type=float, default=None)
