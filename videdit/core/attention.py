@@ -227,13 +227,16 @@ class TemporalPositionProcessor:
         from diffusers.models.attention_processor import AttnProcessor2_0
 
         self.inner = inner or AttnProcessor2_0()
+        self._pe: dict = {}  # (frames, dim, device, dtype) -> encodings: every layer, every step asks again
 
     def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None, *args, **kw):
         if encoder_hidden_states is not None or hidden_states.ndim != 3:
             raise RuntimeError("TemporalPositionProcessor is for the temporal self-attention of UNet3D blocks only")
         _, frames, dim = hidden_states.shape
-        pe = frame_positions(frames, dim, device=hidden_states.device, dtype=hidden_states.dtype)
-        return self.inner(attn, hidden_states + pe, None, attention_mask, temb)
+        key = (frames, dim, hidden_states.device, hidden_states.dtype)
+        if key not in self._pe:
+            self._pe[key] = frame_positions(frames, dim, device=hidden_states.device, dtype=hidden_states.dtype)
+        return self.inner(attn, hidden_states + self._pe[key], None, attention_mask, temb)
 
 
 def temporal_attention_names(model) -> list[str]:

@@ -163,10 +163,8 @@ def run(args) -> int:
 def t2v_variants(work: Path, positions: str) -> list[tuple[str, Path, list[str]]]:
     """The t2v runs: ``(name, work folder, extra flags)``; ``positions`` both: without and with frame
     positions side by side (same pool, same deadline), so one GPU run compares them."""
-    on = [("t2v-pos" if positions == "both" else "t2v", work / "t2v-pos" if positions == "both" else work,
-           ["--t2v-positions"])]
-    off = [("t2v", work, [])]
-    return {"off": off, "on": on, "both": off + on}[positions]
+    plain, pos = ("t2v", work, []), ("t2v-pos", work / "t2v-pos", ["--t2v-positions"])
+    return {"off": [plain], "on": [("t2v", work, pos[2])], "both": [plain, pos]}[positions]
 
 
 def pack(work: Path, dest: Path, variants=None) -> None:
@@ -177,6 +175,7 @@ def pack(work: Path, dest: Path, variants=None) -> None:
     from .train_t2v import export_t2v
 
     dest.mkdir(parents=True, exist_ok=True)
+    variants = variants or t2v_variants(work, "off")
     exp, log = work / "export", Log(work, "export")
     tars: dict[str, tuple[Path, list[str]]] = {}
     if (work / "unet").is_dir():
@@ -186,7 +185,7 @@ def pack(work: Path, dest: Path, variants=None) -> None:
     if (work / "ip-adapter").is_dir():
         export_ip(log, work, exp / "videdit-mini")
         tars["mini-ip.tar"] = (exp / "videdit-mini", ["ip-adapter"])
-    for name, vwork, _ in variants or t2v_variants(work, "off"):
+    for name, vwork, _ in variants:
         if (vwork / "t2v-unet").is_dir():
             export_t2v(log, vwork, exp / f"videdit-mini-{name}", OUT)
             tars[f"mini-{name}.tar"] = (exp / f"videdit-mini-{name}", ["unet", "text_encoder", "tokenizer",
@@ -195,7 +194,8 @@ def pack(work: Path, dest: Path, variants=None) -> None:
         with tarfile.open(dest / name, "w") as tar:
             for d in dirs:
                 tar.add(root / d, arcname=d)
-    logs = [*work.glob("*.log"), *work.glob("*.out"), *work.glob("t2v-pos/*.log"), work / "results.json"]
+    logs = [*work.glob("*.log"), *work.glob("*.out"), work / "results.json",
+            *[vwork / "t2v.log" for _, vwork, _ in variants if vwork != work]]
     with tarfile.open(dest / "logs.tar", "w") as tar:
         for f in sorted(logs):
             if f.is_file():

@@ -201,7 +201,7 @@ def _mean_place(frames: np.ndarray) -> list[float]:
 
 
 def _sampled_direction(recipe, seeds: int = 3) -> None:
-    """Sample the recipe (``mini-t2v``'s settings on these weights) under one caption, its direction
+    """Sample the t2v ``recipe`` under one caption, its direction
     reversed and its colour changed, from the same seeds: how much of the clip each word decides, and
     where the object goes (centroid travel, px, from the eval's tracker); then the same caption with
     all initial noise common to the frames (``noise_share`` 1), where nothing in the noise can move."""
