@@ -611,3 +611,44 @@ def test_self_attention_only_fine_tune_with_consistency_loss(tmp_path):
     before = CLIPTextModel.from_pretrained(train.OUT / "text_encoder").float().state_dict()
     after = CLIPTextModel.from_pretrained(work / "text_encoder").state_dict()
     assert all(torch.allclose(before[k], after[k].float(), atol=1e-6) for k in before)  # frozen
+
+
+def test_teacher_targets_paint_the_anchor_moved_by_the_camera():
+    """``--teacher-distill``: a single image's target is the frozen model's own prediction; in a
+    camera move, the clean latent each frame's target implies is the teacher's anchor prediction
+    moved by that camera, and the anchor's target is the teacher's own prediction."""
+    import torch
+    from diffusers import UNet2DConditionModel
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    from videdit.mini import train
+    from videdit.mini.loop import predicted_x0
+
+    torch.manual_seed(0)
+    unet = UNet2DConditionModel(**train.unet_config(top_attention=True)).eval()
+    te = CLIPTextModel(CLIPTextConfig(vocab_size=64, hidden_size=64, intermediate_size=64, num_hidden_layers=1,
+                                      num_attention_heads=2, max_position_embeddings=8)).eval()
+    teacher = (unet, te, None)
+    sched = train.scheduler("v")
+    n, frames = 2, 3
+    x0 = torch.randn(n, 8, 16, 16)
+    shifts, zooms = torch.tensor([[1.0, -2.0], [0.5, 1.5]]), torch.tensor([1.1, 0.95])
+    clip = train.camera_frames(x0, shifts, zooms, frames)
+    noise = torch.randn(n, 8, 16, 16).repeat_interleave(frames, 0)  # one noise per clip, as trained
+    t = torch.tensor([200, 700]).repeat_interleave(frames, 0)
+    ids = torch.randint(0, 64, (n, 8)).repeat_interleave(frames, 0)
+    xt = sched.add_noise(clip, noise, t)
+    on = torch.ones(n * frames, 1, 1, 1)
+    target = train.teacher_target(sched, teacher, xt, t, ids, None, on, frames, shifts, zooms)
+    with torch.no_grad():
+        own = unet(xt[::frames], t[::frames], encoder_hidden_states=te(ids[::frames])[0]).sample
+    assert torch.allclose(target[::frames], own, atol=1e-5)  # the anchor: the teacher's prediction
+    implied = predicted_x0(sched, xt, t, target)
+    moved = train.camera_frames(predicted_x0(sched, xt[::frames], t[::frames], own), shifts, zooms, frames)
+    assert torch.allclose(implied, moved, atol=1e-4)
+    assert not torch.allclose(implied[1], implied[0], atol=1e-2)  # later frames do move
+    single = train.teacher_target(sched, teacher, xt[:2], t[:2], ids[:2], None, on[:2], 1)
+    with torch.no_grad():
+        assert torch.allclose(single, unet(xt[:2], t[:2], encoder_hidden_states=te(ids[:2])[0]).sample, atol=1e-5)
+    with pytest.raises(SystemExit, match="--init-from"):
+        train.main(["--stage", "text-unet", "--teacher-distill", "--cross-frame", "0.5"])

@@ -48,7 +48,7 @@ import torch.nn.functional as F
 
 from . import data
 from .loop import (OBJECTIVES, WEIGHTINGS, Log, Steps, adamw, autocast, batched, cached_pool, diffusion_loss, ema_update,
-                   load_ckpt, predicted_x0, process_map, setup_device, step_draws, to_tensor, tokenize)
+                   load_ckpt, predicted_x0, process_map, setup_device, step_draws, to_tensor, tokenize, weighted_mse)
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".mini-train"
@@ -399,6 +399,9 @@ def train_text_unet(args, log):
     if args.init_from:  # fine-tune exported weights instead of starting from scratch
         init_from_export(log, args.init_from, tok, te, unet)
     cn = controlnet_to_train(args, log, unet).to(args.dev) if args.joint_cn else None
+    teacher = None
+    if args.teacher_distill:  # frozen copies with plain attention: the targets come from them
+        teacher = [copy.deepcopy(m).eval().requires_grad_(False) if m is not None else None for m in (unet, te, cn)]
     if args.train_only == "self-attention":
         train_only_self_attention([unet, te] + ([cn] if cn is not None else []))
     pairs, params, opt, step, rng, state = joint_training(args, log, "text-unet", unet, te, args.unet_lr,
@@ -408,7 +411,8 @@ def train_text_unet(args, log):
         f"text {sum(p.numel() for p in te.parameters()) / 1e6:.2f} M, objective {args.objective}"
         + (f", controlnet trained jointly on {args.joint_cn:.0%} of samples" if cn is not None else "")
         + (f", {args.cross_frame:.0%} of steps on 3-frame camera moves" if args.cross_frame else "")
-        + (f", training {sum(p.numel() for p in params) / 1e6:.2f} M parameters" if args.train_only != "all" else ""))
+        + (f", training {sum(p.numel() for p in params) / 1e6:.2f} M parameters" if args.train_only != "all" else "")
+        + (", targets from the frozen initial model" if teacher else ""))
     dev = args.dev
     lat_all = torch.from_numpy(pool["latents"]).to(dev)  # float16, made float32 per batch
     edges_all = torch.from_numpy(pool["edges"]).to(dev) if cn is not None else None
@@ -457,7 +461,12 @@ def train_text_unet(args, log):
                     res = {"down_block_additional_residuals": [d * on for d in down],
                            "mid_block_additional_residual": mid * on}
                 pred = unet(xt, t, encoder_hidden_states=emb, **res).sample
-            loss = diffusion_loss(sched, t, pred, x0, noise, args.unet_weighting)
+            if teacher is not None:
+                target = teacher_target(sched, teacher, xt, t, ids, edges, on, frames, shifts if frames > 1 else None,
+                                        zooms if frames > 1 else None)
+                loss = weighted_mse(sched, t, pred, target, args.unet_weighting)
+            else:
+                loss = diffusion_loss(sched, t, pred, x0, noise, args.unet_weighting)
             if frames > 1 and args.consistency_loss:
                 # Temporal consistency: later frames' predicted clean latents should be the anchor's,
                 # moved by the same camera (the anchor's held fixed, so frames follow it, not it them).
@@ -474,6 +483,39 @@ def train_text_unet(args, log):
     sched.save_pretrained(args.work / "scheduler")
     log(f"done at step {step}, loss {ema_loss or float('nan'):.4f}")
     return {"steps": step, "loss": ema_loss}
+
+
+@torch.no_grad()
+def teacher_target(sched, teacher, xt, t, ids, edges, on, frames: int, shifts=None, zooms=None) -> torch.Tensor:
+    """Distillation targets (in the scheduler's prediction space) from the frozen initial model.
+
+    ``teacher``: ``(unet, text_encoder, controlnet or None)`` with plain attention. ``xt``:
+    ``(n * frames, C, h, w)`` noisy latents, clip by clip; ``ids``, ``t``, ``on`` per frame as the
+    student gets them; ``edges``: ``(n * frames, H, W) uint8`` or None. Single images
+    (``frames == 1``): the teacher's own prediction, a target without the data's sampling noise
+    (as the IP-Adapter stage's distillation). Camera moves: the teacher sees only each clip's
+    anchor frame; its predicted clean latent, moved by the clip's camera (``shifts``, ``zooms``,
+    as :func:`camera_frames`), is every frame's clean target, expressed as the prediction that
+    gives it from that frame's own ``xt``: later frames should paint what the anchor paints,
+    which only cross-frame attention can tell them (the anchor's target is the teacher's own).
+    """
+    unet, te, cn = teacher
+    sel = slice(None, None, frames)  # anchors
+    x, tt = xt[sel], t[sel]
+    emb = te(ids[sel])[0]
+    res = {}
+    if cn is not None:
+        down, mid = cn(x, tt, encoder_hidden_states=emb, controlnet_cond=edge_cond(edges[sel]), return_dict=False)
+        o = on[sel]
+        res = {"down_block_additional_residuals": [d * o for d in down], "mid_block_additional_residual": mid * o}
+    pred = unet(x, tt, encoder_hidden_states=emb, **res).sample.float()
+    if frames == 1:
+        return pred
+    moved = camera_frames(predicted_x0(sched, x, tt, pred), shifts, zooms, frames)
+    ac = sched.alphas_cumprod.to(t.device)[t].view(-1, 1, 1, 1)
+    if sched.config.prediction_type == "v_prediction":  # x0 = sqrt(a) xt - sqrt(1 - a) v
+        return (ac.sqrt() * xt - moved) / (1 - ac).sqrt().clamp(min=1e-4)
+    return (xt - ac.sqrt() * moved) / (1 - ac).sqrt().clamp(min=1e-4)  # xt = sqrt(a) x0 + sqrt(1 - a) eps
 
 
 # ---------------------------------------------------------------- stage 3: ControlNets
@@ -652,6 +694,10 @@ def main(argv=None):
     ap.add_argument("--consistency-loss", type=float, default=0.0,
                     help="text-unet stage: weight of a loss tying each camera-move frame's predicted clean "
                     "latent to the anchor frame's, moved by the same camera")
+    ap.add_argument("--teacher-distill", action="store_true",
+                    help="text-unet stage, with --init-from: targets from the frozen initial model instead of "
+                    "the data (its prediction on single images; on camera moves, its anchor frame's clean "
+                    "latent moved by the camera, for every frame)")
     ap.add_argument("--train-only", choices=["all", "self-attention"], default="all",
                     help="text-unet stage: which parameters train (self-attention: the attn1 layers of the "
                     "UNet and ControlNet, everything else frozen)")
@@ -699,6 +745,8 @@ def main(argv=None):
                     "into --out's")
     ap.add_argument("--soup-weight", type=float, default=0.5, help="--stage soup: the weight of --soup-with")
     args = ap.parse_args(argv)
+    if args.teacher_distill and not args.init_from:
+        raise SystemExit("--teacher-distill learns from the model it starts from: give --init-from DIR")
     if args.consistency_loss and not args.cross_frame:
         raise SystemExit("--consistency-loss acts on camera-move steps: give --cross-frame P > 0 too")
     if args.stage == "soup":
