@@ -300,6 +300,16 @@ def test_camera_frames_move_and_zoom_the_still():
     zoomed = camera_frames(ramp, torch.zeros(1, 2), torch.tensor([1.25]), 2)[1, 0]
     slope = (zoomed[16, 20] - zoomed[16, 12]) / 8
     assert abs(slope - 1 / 1.25) < 0.02, slope
+    # frames taken at other times (--cross-frame-span): frames 0, 3, 4 of the move, per clip
+    times = torch.tensor([[0.0, 3.0, 4.0], [0.0, 1.0, 2.0]])
+    zooms = torch.tensor([1.05, 0.9])
+    later, long = camera_frames(x, shifts, zooms, 3, times), camera_frames(x, shifts, zooms, 5)
+    assert torch.allclose(later[:3], long[[0, 3, 4]], atol=1e-5)
+    assert torch.allclose(later[3:], long[5:8], atol=1e-5)
+    with pytest.raises(SystemExit, match="--cross-frame-span"):
+        from videdit.mini import train
+
+        train.main(["--stage", "text-unet", "--cross-frame-span", "1"])
 
 
 def test_top_attention_starts_as_the_exported_unet(tmp_path):

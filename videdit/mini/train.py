@@ -275,27 +275,30 @@ def has_top_attention(model_dir: Path | None) -> bool:
     return json.loads((model_dir / "unet" / "config.json").read_text())["down_block_types"][0].startswith("CrossAttn")
 
 
-def camera_frames(x: torch.Tensor, shifts: torch.Tensor, zooms: torch.Tensor, frames: int) -> torch.Tensor:
+def camera_frames(x: torch.Tensor, shifts: torch.Tensor, zooms: torch.Tensor, frames: int,
+                  times: torch.Tensor | None = None) -> torch.Tensor:
     """Clips of a moving camera made from still images, to train for cross-frame attention.
 
     ``x``: ``(n, [C,] H, W)`` float or uint8 (uint8, e.g. edge maps, is resampled nearest and
     stays uint8; float bilinearly); ``shifts``: ``(n, 2)`` float, the content's motion per frame
     in pixels (dy, dx); ``zooms``: ``(n,)`` float, its scale factor per frame about the centre
-    (> 1 zooms in). Returns ``(n * frames, [C,] H, W)``, clip by clip (the engine's frame order):
-    frame ``k`` of clip ``i`` is ``x[i]`` moved by ``k * shifts[i]`` and scaled by ``zooms[i] ** k``,
-    the border mirrored where the camera sees past the still. Frame 0 is ``x`` itself.
+    (> 1 zooms in); ``times``: ``(n, frames)`` float, when each frame is taken (default ``0, 1, ..``).
+    Returns ``(n * frames, [C,] H, W)``, clip by clip (the engine's frame order): frame ``k`` of clip
+    ``i`` is ``x[i]`` moved by ``T * shifts[i]`` and scaled by ``zooms[i] ** T``, ``T = times[i, k]``,
+    the border mirrored where the camera sees past the still. A frame at time 0 is ``x`` itself.
     """
     squeeze = x.ndim == 3
     if squeeze:
         x = x[:, None]
     n, c, h, w = x.shape
-    k = torch.arange(frames, device=x.device, dtype=torch.float32)
-    scale = zooms.float()[:, None] ** k[None]  # (n, F)
+    k = (torch.arange(frames, device=x.device, dtype=torch.float32)[None] if times is None
+         else times.to(x.device, torch.float32))  # (1 or n, F)
+    scale = zooms.float()[:, None] ** k  # (n, F)
     # affine_grid maps output to input coordinates in [-1, 1]: input = output / scale - motion
     theta = torch.zeros(n, frames, 2, 3, device=x.device)
     theta[..., 0, 0] = theta[..., 1, 1] = 1 / scale
-    theta[..., 0, 2] = -2 * k[None] * shifts[:, None, 1].float() / w
-    theta[..., 1, 2] = -2 * k[None] * shifts[:, None, 0].float() / h
+    theta[..., 0, 2] = -2 * k * shifts[:, None, 1].float() / w
+    theta[..., 1, 2] = -2 * k * shifts[:, None, 0].float() / h
     grid = F.affine_grid(theta.view(-1, 2, 3), [n * frames, c, h, w], align_corners=False)
     src = x.float().repeat_interleave(frames, 0)
     out = F.grid_sample(src, grid, mode="nearest" if x.dtype == torch.uint8 else "bilinear",
@@ -411,6 +414,8 @@ def train_text_unet(args, log):
         f"text {sum(p.numel() for p in te.parameters()) / 1e6:.2f} M, objective {args.objective}"
         + (f", controlnet trained jointly on {args.joint_cn:.0%} of samples" if cn is not None else "")
         + (f", {args.cross_frame:.0%} of steps on 3-frame camera moves" if args.cross_frame else "")
+        + (f" (anchor up to {args.cross_frame_span} frames back)" if args.cross_frame and args.cross_frame_span > 2
+           else "")
         + (f", training {sum(p.numel() for p in params) / 1e6:.2f} M parameters" if args.train_only != "all" else "")
         + (", targets from the frozen initial model" if teacher else ""))
     dev = args.dev
@@ -446,9 +451,13 @@ def train_text_unet(args, log):
                 zooms = torch.exp((torch.rand(n, generator=g, device=dev) * 2 - 1) * math.log(1.1))
                 still = torch.rand(n, generator=g, device=dev) < 0.25  # a quarter of the clips pan only
                 zooms = torch.where(still, torch.ones_like(zooms), zooms)
-                x0 = camera_frames(x0, shifts, zooms, frames)
+                times = None
+                if args.cross_frame_span > 2:  # frames at 0, j - 1, j: the engine's anchor is often far back
+                    j = torch.randint(2, args.cross_frame_span + 1, (n,), generator=g, device=dev).float()
+                    times = torch.stack([torch.zeros_like(j), j - 1, j], 1)
+                x0 = camera_frames(x0, shifts, zooms, frames, times)
                 if edges is not None:
-                    edges = camera_frames(edges, shifts * (edges.shape[-1] // x0.shape[-1]), zooms, frames)
+                    edges = camera_frames(edges, shifts * (edges.shape[-1] // x0.shape[-1]), zooms, frames, times)
                 ids, noise, t, on = (v.repeat_interleave(frames, 0) for v in (ids, noise, t, on))
             xt = sched.add_noise(x0, noise, t)
             ctx.frames = frames
@@ -462,8 +471,8 @@ def train_text_unet(args, log):
                            "mid_block_additional_residual": mid * on}
                 pred = unet(xt, t, encoder_hidden_states=emb, **res).sample
             if teacher is not None:
-                target = teacher_target(sched, teacher, xt, t, ids, edges, on, frames, shifts if frames > 1 else None,
-                                        zooms if frames > 1 else None)
+                camera = (shifts, zooms, times) if frames > 1 else ()
+                target = teacher_target(sched, teacher, xt, t, ids, edges, on, frames, *camera)
                 loss = weighted_mse(sched, t, pred, target, args.unet_weighting)
             else:
                 loss = diffusion_loss(sched, t, pred, x0, noise, args.unet_weighting)
@@ -471,7 +480,7 @@ def train_text_unet(args, log):
                 # Temporal consistency: later frames' predicted clean latents should be the anchor's,
                 # moved by the same camera (the anchor's held fixed, so frames follow it, not it them).
                 x0p = predicted_x0(sched, xt, t, pred).view(n, frames, *pred.shape[1:])
-                moved = camera_frames(x0p[:, 0].detach(), shifts, zooms, frames).view_as(x0p)
+                moved = camera_frames(x0p[:, 0].detach(), shifts, zooms, frames, times).view_as(x0p)
                 loss = loss + args.consistency_loss * ((x0p[:, 1:] - moved[:, 1:]) ** 2).mean()
             loop.update(loss)
             for ema, m in pairs:
@@ -486,7 +495,8 @@ def train_text_unet(args, log):
 
 
 @torch.no_grad()
-def teacher_target(sched, teacher, xt, t, ids, edges, on, frames: int, shifts=None, zooms=None) -> torch.Tensor:
+def teacher_target(sched, teacher, xt, t, ids, edges, on, frames: int, shifts=None, zooms=None,
+                   times=None) -> torch.Tensor:
     """Distillation targets (in the scheduler's prediction space) from the frozen initial model.
 
     ``teacher``: ``(unet, text_encoder, controlnet or None)`` with plain attention. ``xt``:
@@ -495,7 +505,7 @@ def teacher_target(sched, teacher, xt, t, ids, edges, on, frames: int, shifts=No
     (``frames == 1``): the teacher's own prediction, a target without the data's sampling noise
     (as the IP-Adapter stage's distillation). Camera moves: the teacher sees only each clip's
     anchor frame; its predicted clean latent, moved by the clip's camera (``shifts``, ``zooms``,
-    as :func:`camera_frames`), is every frame's clean target, expressed as the prediction that
+    ``times``, as :func:`camera_frames`), is every frame's clean target, expressed as the prediction that
     gives it from that frame's own ``xt``: later frames should paint what the anchor paints,
     which only cross-frame attention can tell them (the anchor's target is the teacher's own).
     """
@@ -511,7 +521,7 @@ def teacher_target(sched, teacher, xt, t, ids, edges, on, frames: int, shifts=No
     pred = unet(x, tt, encoder_hidden_states=emb, **res).sample.float()
     if frames == 1:
         return pred
-    moved = camera_frames(predicted_x0(sched, x, tt, pred), shifts, zooms, frames)
+    moved = camera_frames(predicted_x0(sched, x, tt, pred), shifts, zooms, frames, times)
     ac = sched.alphas_cumprod.to(t.device)[t].view(-1, 1, 1, 1)
     if sched.config.prediction_type == "v_prediction":  # x0 = sqrt(a) xt - sqrt(1 - a) v
         return (ac.sqrt() * xt - moved) / (1 - ac).sqrt().clamp(min=1e-4)
@@ -694,6 +704,10 @@ def main(argv=None):
     ap.add_argument("--consistency-loss", type=float, default=0.0,
                     help="text-unet stage: weight of a loss tying each camera-move frame's predicted clean "
                     "latent to the anchor frame's, moved by the same camera")
+    ap.add_argument("--cross-frame-span", type=int, default=2,
+                    help="text-unet stage: camera-move clips are frames 0, j - 1 and j of the move, j drawn from "
+                    "2..SPAN, so the anchor (frame 0) can be far from the frame that attends to it, as in the "
+                    "engine, where every window attends to the clip's first frame (2: frames 0, 1, 2)")
     ap.add_argument("--teacher-distill", action="store_true",
                     help="text-unet stage, with --init-from: targets from the frozen initial model instead of "
                     "the data (its prediction on single images; on camera moves, its anchor frame's clean "
@@ -745,6 +759,8 @@ def main(argv=None):
                     "into --out's")
     ap.add_argument("--soup-weight", type=float, default=0.5, help="--stage soup: the weight of --soup-with")
     args = ap.parse_args(argv)
+    if args.cross_frame_span < 2:
+        raise SystemExit(f"--cross-frame-span must be >= 2 (got {args.cross_frame_span})")
     if args.teacher_distill and not args.init_from:
         raise SystemExit("--teacher-distill learns from the model it starts from: give --init-from DIR")
     if args.consistency_loss and not args.cross_frame:
