@@ -169,6 +169,35 @@ def test_eval_seed_offset_moves_every_held_out_set():
     assert [w["direction"] for w in a] == [w["direction"] for w in b]  # the four directions still take turns
 
 
+def test_eval_clip_seed_reaches_the_clip_restyles(monkeypatch):
+    """``--clip-seed`` is another draw of the warp ratios: both modes' restyles of every clip get it."""
+    from types import SimpleNamespace
+
+    import torch
+
+    import videdit.api
+    from videdit.io import read_video
+    from videdit.mini import eval as ev
+
+    seen = []
+
+    class Fake:  # returns the source itself: the seed is all this test looks at
+        def restyle(self, path, prompt, **kw):
+            seen.append((kw["consistency"], kw.get("seed")))
+            return SimpleNamespace(frames=read_video(path, max_frames=kw["max_frames"]).frames)
+
+    monkeypatch.setattr(videdit.api, "load_pipeline", lambda *a, **k: Fake())
+    threads = torch.get_num_threads()
+    try:
+        ev.main(["--scenes", "0", "--clips", "shapes", "--max-frames", "3", "--clip-seed", "7"])
+        assert seen == [("sparse-causal", 7), ("none", 7)]
+        seen.clear()
+        ev.main(["--scenes", "0", "--clips", "shapes", "--max-frames", "3"])
+        assert seen == [("sparse-causal", None), ("none", None)]  # the engine's default
+    finally:
+        torch.set_num_threads(threads)
+
+
 def test_pool_cache_is_keyed_by_its_options(tmp_path):
     """A cached training pool is reused for the same options and rebuilt for others
     (a pool of 8-frame clips must not silently feed a 16-frame run)."""

@@ -210,6 +210,8 @@ def main(argv=None):
     ap.add_argument("--t2v-sheet", default=None, help="write a contact sheet of generated clips here")
     ap.add_argument("--t2v-frames", type=int, default=16, help="frames per generated clip")
     ap.add_argument("--noise-share", type=float, default=None, help="initial noise common to all frames (0-1)")
+    ap.add_argument("--clip-seed", type=int, default=None,
+                    help="seed of the clips' restyles (default the engine's, 0): another draw of the warp ratios")
     ap.add_argument("--ip", type=int, default=0, help="held-out reference-image trials for the IP-Adapter")
     ap.add_argument("--ip-pipeline", default="mini-ipadapter")
     ap.add_argument("--ip-sheet", default=None, help="write a contact sheet of the first reference trials here "
@@ -247,7 +249,8 @@ def main(argv=None):
     report["clips"] = []
     for c in clips:
         prompt = SAMPLE_PROMPTS.get(c) or VALIDATION_PROMPTS.get(Path(c).stem, "a neon scene")
-        r = eval_clip(pipe, c, prompt, args.max_frames, **opts)
+        r = eval_clip(pipe, c, prompt, args.max_frames, **opts,
+                      **({"seed": args.clip_seed} if args.clip_seed is not None else {}))
         src, out = r.pop("_frames")
         if args.sheet and c == clips[0]:
             contact_sheet([src, out], Path(args.sheet))
