@@ -404,7 +404,8 @@ def train_text_unet(args, log):
     cn = controlnet_to_train(args, log, unet).to(args.dev) if args.joint_cn else None
     teacher = None
     if args.teacher_distill:  # frozen copies with plain attention: the targets come from them
-        teacher = [copy.deepcopy(m).eval().requires_grad_(False) if m is not None else None for m in (unet, te, cn)]
+        teacher = [copy.deepcopy(m).to(args.dev).eval().requires_grad_(False) if m is not None else None
+                   for m in (unet, te, cn)]
     if args.train_only == "self-attention":
         train_only_self_attention([unet, te] + ([cn] if cn is not None else []))
     pairs, params, opt, step, rng, state = joint_training(args, log, "text-unet", unet, te, args.unet_lr,
