@@ -259,7 +259,8 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
     rc = gpu.main(["--device", "cpu", "--minutes", "1.3", "--reserve", "15", "--work", str(tmp_path / "w"),
                    "--pack", str(pack), "--pool", "6", "--t2v-pool", "3", "--ip-pool", "6", "--batch", "2",
                    "--t2v-batch", "1", "--workers", "2",
-                   *(["--joint-cn", "0.5", "--objective", "v", "--top-attention", "--cross-frame", "0.5"] if joint
+                   *(["--joint-cn", "0.5", "--objective", "v", "--top-attention", "--cross-frame", "0.5",
+                      "--cross-frame-span", "4", "--teacher-distill"] if joint
                      else ["--joint-cn", "0"])])
     assert rc == 0
     assert {p.name for p in pack.iterdir()} == {"mini.tar", "mini-t2v.tar", "logs.tar"} | (
@@ -277,7 +278,8 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
     assert "text motion accuracy" in logs["t2v"]  # the auxiliary motion-word loss is on by default
     if joint:  # the packed UNet has attention at its first level, and the loader builds it
         assert train.has_top_attention(tmp_path / "mini.tar")
-        assert "3-frame camera moves" in logs["text-unet"]
+        assert "3-frame camera moves (anchor up to 4 frames back)" in logs["text-unet"]
+        assert "targets from the frozen initial model" in logs["text-unet"]
 
 
 @pytest.mark.slow
