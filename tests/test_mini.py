@@ -621,6 +621,36 @@ def test_predicted_x0_inverts_the_forward_process():
         assert torch.allclose(back, x0, atol=1e-3 if objective == "v" else 2e-2), objective
 
 
+def test_t2v_temporal_text_fine_tune_keeps_the_spatial_layers(tmp_path):
+    """``--t2v-train temporal-text`` changes the UNet3D's temporal layers and text cross-attention (and
+    the text encoder) and leaves every other spatial weight as it was."""
+    import torch
+    from diffusers import UNet3DConditionModel
+
+    from videdit.mini import train
+    from videdit.mini.train_t2v import OUT_T2V
+
+    work = tmp_path / "w"
+    threads = torch.get_num_threads()
+    try:
+        train.main(["--stage", "t2v", "--work", str(work), "--base", str(train.OUT), "--init-from", str(OUT_T2V),
+                    "--t2v-pool", "2", "--t2v-frames", "4", "--t2v-batch", "1", "--t2v-steps", "2", "--t2v-lr", "1e-3",
+                    "--minutes", "5", "--t2v-train", "temporal-text", "--no-export"])
+    finally:
+        torch.set_num_threads(threads)
+    assert "temporal layers and text cross-attention" in (work / "t2v.log").read_text()
+    before = UNet3DConditionModel.from_pretrained(OUT_T2V / "unet").float().state_dict()
+    after = UNet3DConditionModel.from_pretrained(work / "t2v-unet").state_dict()  # the EMA
+    changed = {k for k in before if not torch.allclose(before[k], after[k].float(), atol=1e-6)}
+    assert any("temp_convs" in k for k in changed) and any(".attn2." in k and "temp_" not in k for k in changed)
+    def trained(key):  # a parameter of a kept module, or of one inside it (attn2.to_out.0.weight)
+        parts = key.split(".")
+        return any(train.temporal_or_text_attention(".".join(parts[:i])) for i in range(1, len(parts)))
+
+    assert all(trained(k) for k in changed), sorted(k for k in changed if not trained(k))[:5]
+    assert any("resnets" in k for k in before) and not any("resnets" in k for k in changed)
+
+
 def test_self_attention_only_fine_tune_with_consistency_loss(tmp_path):
     """``--train-only self-attention`` changes the attn1 weights of UNet and ControlNet and nothing else
     (text encoder included), here on camera-move steps with the consistency loss on."""

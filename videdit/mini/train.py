@@ -356,11 +356,23 @@ def train_only_self_attention(models) -> None:
     Cross-frame attention changes only where a frame's keys and values come from, so a fine-tune
     for it need not touch the convolutions and the text cross-attention, which carry structure and
     colour (Tune-A-Video, Wu et al. 2023, likewise trains only attention projections)."""
+    train_only(models, lambda name: name.endswith("attn1"))
+
+
+def train_only(models, keep) -> None:
+    """Freeze every parameter of ``models`` but those of the submodules whose name ``keep(name)`` accepts."""
     for m in models:
         m.requires_grad_(False)
         for name, sub in m.named_modules():
-            if name.endswith("attn1"):
+            if keep(name):
                 sub.requires_grad_(True)
+
+
+def temporal_or_text_attention(name: str) -> bool:
+    """UNet3D submodules that make motion or read the caption: temporal convolutions and attention, and
+    the spatial layers' text cross-attention (``attn2``; in the temporal transformers it is self-attention)."""
+    return any(part in ("temp_convs", "temp_attentions", "transformer_in") for part in name.split(".")) \
+        or name.endswith("attn2")
 
 
 def controlnet_to_train(args, log, unet, name: str = "controlnet-edges"):
@@ -723,6 +735,9 @@ def main(argv=None):
     ap.add_argument("--t2v-text-aux", type=float, default=0.0,
                     help="weight of an auxiliary loss that makes the text encoder tell the caption's motion "
                     "(left, right, ..., rotating) apart: a linear head on its mean hidden state, dropped after training")
+    ap.add_argument("--t2v-train", choices=["all", "temporal-text"], default="all",
+                    help="t2v stage: which UNet3D parameters train (temporal-text: the temporal layers and the "
+                    "text cross-attention, as AnimateDiff keeps the image model; the text encoder always trains)")
     ap.add_argument("--t2v-positions", action="store_true",
                     help="t2v stage: sinusoidal frame positions in the temporal attention (AnimateDiff's; "
                     "core.attention.TemporalPositionProcessor); the recipe must then say temporal_positions")

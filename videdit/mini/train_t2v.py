@@ -188,6 +188,12 @@ def train_t2v(args, log):
 
         install_temporal_positions(unet)
         log("temporal attention with sinusoidal frame positions")
+    if args.t2v_train == "temporal-text":  # the spatial layers keep the image model's shapes and colours
+        from .train import temporal_or_text_attention, train_only
+
+        train_only([unet], temporal_or_text_attention)
+        log(f"training {sum(p.numel() for p in unet.parameters() if p.requires_grad) / 1e6:.2f} M of the UNet3D's "
+            "parameters: temporal layers and text cross-attention")
     head = torch.nn.Linear(te.config.hidden_size, len(motion.MOTIONS)) if args.t2v_text_aux else None
     pairs, params, opt, step, rng, state = joint_training(args, log, "t2v", unet, te, args.t2v_lr, args.seed + 5,
                                                           extra=head)
