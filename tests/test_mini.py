@@ -307,6 +307,25 @@ def test_gpu_schedule_t2v_only_runs_both_position_variants(tmp_path):
     assert (work / "t2v-pos" / "t2v-pool.npz").resolve() == (work / "t2v-pool.npz").resolve()
 
 
+def test_gpu_schedule_t2v_variants_name_their_flags(tmp_path):
+    """The t2v runs of one GPU schedule: one by default; ``both`` adds a second run in its own folder
+    with the compared flag (frame positions, or training the temporal layers and text cross-attention);
+    a single ``on`` / ``temporal-text`` sets the flag on the one run; two comparisons are refused."""
+    from videdit.mini import gpu
+
+    w = tmp_path
+    assert gpu.t2v_variants(w) == [("t2v", w, [])]
+    assert gpu.t2v_variants(w, "on", "temporal-text") == [("t2v", w, ["--t2v-positions", "--t2v-train",
+                                                                       "temporal-text"])]
+    assert gpu.t2v_variants(w, train="both") == [("t2v", w, []),
+                                                 ("t2v-tt", w / "t2v-tt", ["--t2v-train", "temporal-text"])]
+    assert gpu.t2v_variants(w, "both", "temporal-text")[1] == (
+        "t2v-pos", w / "t2v-pos", ["--t2v-train", "temporal-text", "--t2v-positions"])
+    with pytest.raises(SystemExit, match="one comparison"):
+        gpu.main(["--work", str(w / "x"), "--t2v-positions", "both", "--t2v-train", "both"])
+    assert not (w / "x").exists()  # refused before anything started
+
+
 def test_camera_frames_move_and_zoom_the_still():
     """Frame 0 is the still; integer shifts move the content by k * shift (checked against a slice away
     from the mirrored border) for latents and 8x finer edge maps alike; a zoom scales a ramp's slope."""

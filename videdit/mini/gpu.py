@@ -21,7 +21,9 @@ components (``--init-from``) and scheduled so the GPU and the CPU cores stay bus
 
 ``--t2v-only`` trains the t2v model alone (all workers render its pool); ``--t2v-positions both`` runs
 two t2v fine-tunes side by side on one pool, without and with frame positions in the temporal attention
-(``core.attention.TemporalPositionProcessor``), packed as ``mini-t2v.tar`` and ``mini-t2v-pos.tar``.
+(``core.attention.TemporalPositionProcessor``), packed as ``mini-t2v.tar`` and ``mini-t2v-pos.tar``;
+``--t2v-train both`` likewise compares the full fine-tune with one of the temporal layers and text
+cross-attention alone (``mini-t2v-tt.tar``).
 
 To ship the result: ``tar -xf out/gpu/mini.tar -C pipelines/videdit-mini`` (likewise ``mini-ip.tar``),
 ``tar -xf out/gpu/mini-t2v.tar -C pipelines/videdit-mini-t2v``, then ``make eval-mini``.
@@ -98,7 +100,7 @@ def run(args) -> int:
     r = Runner(work)
     image = not args.t2v_only
     w = max(1, args.workers // 3) if image else args.workers
-    variants = t2v_variants(work, args.t2v_positions)
+    variants = t2v_variants(work, args.t2v_positions, args.t2v_train)
     if image:
         r.start("pool-image", _cmd("text-unet", work, common, "--prepare", "--workers", str(w)))
     r.start("pool-t2v", _cmd("t2v", work, common, "--prepare", "--workers", str(w), "--base", str(OUT)))
@@ -162,16 +164,26 @@ def run(args) -> int:
     return 1 if failed else 0
 
 
-def t2v_variants(work: Path, positions: str) -> list[tuple[str, Path, list[str]]]:
-    """The t2v runs: ``(name, work folder, extra flags)``; ``positions`` both: without and with frame
-    positions side by side (same pool, same deadline), so one GPU run compares them."""
-    plain, pos = ("t2v", work, []), ("t2v-pos", work / "t2v-pos", ["--t2v-positions"])
-    return {"off": [plain], "on": [("t2v", work, pos[2])], "both": [plain, pos]}[positions]
+def t2v_variants(work: Path, positions: str = "off", train: str = "all") -> list[tuple[str, Path, list[str]]]:
+    """The t2v runs: ``(name, work folder, extra flags)``. ``positions`` / ``train`` ``both``: a second
+    run side by side (same pool, same deadline), with frame positions (``t2v-pos``) or training only
+    the temporal layers and text cross-attention (``t2v-tt``), so one GPU run compares them."""
+    if positions == "both" and train == "both":
+        raise SystemExit("--t2v-positions both and --t2v-train both: one comparison per run")
+    base = (["--t2v-positions"] if positions == "on" else []) + (
+        ["--t2v-train", "temporal-text"] if train == "temporal-text" else [])
+    variants = [("t2v", work, base)]
+    if positions == "both":
+        variants.append(("t2v-pos", work / "t2v-pos", base + ["--t2v-positions"]))
+    if train == "both":
+        variants.append(("t2v-tt", work / "t2v-tt", base + ["--t2v-train", "temporal-text"]))
+    return variants
 
 
 def pack(work: Path, dest: Path, variants=None) -> None:
     """Export what was trained and tar it in pieces small enough to travel (<= 16 MiB each):
-    ``mini.tar``, ``mini-ip.tar``, and one ``<variant>.tar`` per t2v run (``mini-t2v.tar``, ``mini-t2v-pos.tar``)."""
+    ``mini.tar``, ``mini-ip.tar``, and one ``<variant>.tar`` per t2v run (``mini-t2v.tar``, ``mini-t2v-pos.tar``,
+    ``mini-t2v-tt.tar``)."""
     from . import train
     from .train_ip import export_ip
     from .train_t2v import export_t2v
@@ -251,7 +263,12 @@ def main(argv=None) -> int:
     ap.add_argument("--t2v-positions", choices=("off", "on", "both"), default="off",
                     help="sinusoidal frame positions in the t2v model's temporal attention (both: two t2v runs, "
                     "without and with, packed as mini-t2v.tar and mini-t2v-pos.tar)")
-    return run(ap.parse_args(argv))
+    ap.add_argument("--t2v-train", choices=("all", "temporal-text", "both"), default="all",
+                    help="which t2v parameters train (temporal-text: temporal layers and text cross-attention; "
+                    "both: two t2v runs, packed as mini-t2v.tar and mini-t2v-tt.tar)")
+    args = ap.parse_args(argv)
+    t2v_variants(args.work, args.t2v_positions, args.t2v_train)  # refuses two comparisons before anything starts
+    return run(args)
 
 
 if __name__ == "__main__":
