@@ -48,7 +48,8 @@ import torch.nn.functional as F
 
 from . import data
 from .loop import (OBJECTIVES, WEIGHTINGS, Log, Steps, adamw, autocast, batched, cached_pool, diffusion_loss, ema_update,
-                   load_ckpt, predicted_x0, process_map, setup_device, step_draws, to_tensor, tokenize, weighted_mse)
+                   load_ckpt, predicted_x0, prediction_target, process_map, setup_device, step_draws, to_tensor,
+                   tokenize, weighted_mse)
 
 ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".mini-train"
@@ -475,14 +476,7 @@ def train_text_unet(args, log):
             xt = sched.add_noise(x0, noise, t)
             ctx.frames = frames
             with autocast(args):
-                emb = te(ids)[0]
-                res = {}
-                if cn is not None:
-                    down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=edge_cond(edges),
-                                   return_dict=False)
-                    res = {"down_block_additional_residuals": [d * on for d in down],
-                           "mid_block_additional_residual": mid * on}
-                pred = unet(xt, t, encoder_hidden_states=emb, **res).sample
+                pred = controlled_prediction(unet, te, cn, xt, t, ids, edges, on)
             if teacher is not None:
                 camera = (shifts, zooms, times) if frames > 1 else ()
                 target = teacher_target(sched, teacher, xt, t, ids, edges, on, frames, *camera)
@@ -522,23 +516,27 @@ def teacher_target(sched, teacher, xt, t, ids, edges, on, frames: int, shifts=No
     gives it from that frame's own ``xt``: later frames should paint what the anchor paints,
     which only cross-frame attention can tell them (the anchor's target is the teacher's own).
     """
-    unet, te, cn = teacher
     sel = slice(None, None, frames)  # anchors
     x, tt = xt[sel], t[sel]
-    emb = te(ids[sel])[0]
-    res = {}
-    if cn is not None:
-        down, mid = cn(x, tt, encoder_hidden_states=emb, controlnet_cond=edge_cond(edges[sel]), return_dict=False)
-        o = on[sel]
-        res = {"down_block_additional_residuals": [d * o for d in down], "mid_block_additional_residual": mid * o}
-    pred = unet(x, tt, encoder_hidden_states=emb, **res).sample.float()
+    pred = controlled_prediction(*teacher, x, tt, ids[sel], None if edges is None else edges[sel], on[sel]).float()
     if frames == 1:
         return pred
     moved = camera_frames(predicted_x0(sched, x, tt, pred), shifts, zooms, frames, times)
     ac = sched.alphas_cumprod.to(t.device)[t].view(-1, 1, 1, 1)
-    if sched.config.prediction_type == "v_prediction":  # x0 = sqrt(a) xt - sqrt(1 - a) v
-        return (ac.sqrt() * xt - moved) / (1 - ac).sqrt().clamp(min=1e-4)
-    return (xt - ac.sqrt() * moved) / (1 - ac).sqrt().clamp(min=1e-4)  # xt = sqrt(a) x0 + sqrt(1 - a) eps
+    noise = (xt - ac.sqrt() * moved) / (1 - ac).sqrt().clamp(min=1e-4)  # the noise that makes xt from moved
+    return prediction_target(sched, moved, noise, t)
+
+
+def controlled_prediction(unet, te, cn, xt, t, ids, edges, on) -> torch.Tensor:
+    """The UNet's prediction for ``xt`` ``(B, C, h, w)`` at ``t`` ``(B,)`` under captions ``ids``, with the
+    edge ControlNet ``cn`` (or None) on ``edges`` ``(B, H, W) uint8``, its residuals scaled per sample by
+    ``on`` ``(B, 1, 1, 1)`` (0: the sample trains the UNet as a plain text-to-image model)."""
+    emb = te(ids)[0]
+    res = {}
+    if cn is not None:
+        down, mid = cn(xt, t, encoder_hidden_states=emb, controlnet_cond=edge_cond(edges), return_dict=False)
+        res = {"down_block_additional_residuals": [d * on for d in down], "mid_block_additional_residual": mid * on}
+    return unet(xt, t, encoder_hidden_states=emb, **res).sample
 
 
 # ---------------------------------------------------------------- stage 3: ControlNets
