@@ -356,9 +356,9 @@ def test_camera_frames_move_and_zoom_the_still():
     later, long = camera_frames(x, shifts, zooms, 3, times), camera_frames(x, shifts, zooms, 5)
     assert torch.allclose(later[:3], long[[0, 3, 4]], atol=1e-5)
     assert torch.allclose(later[3:], long[5:8], atol=1e-5)
-    with pytest.raises(SystemExit, match="--cross-frame-span"):
-        from videdit.mini import train
+    from videdit.mini import train
 
+    with pytest.raises(SystemExit, match="--cross-frame-span"):
         train.main(["--stage", "text-unet", "--cross-frame-span", "1"])
 
 
