@@ -704,7 +704,7 @@ def test_self_attention_only_fine_tune_with_consistency_loss(tmp_path):
 
 
 def test_teacher_targets_paint_the_anchor_moved_by_the_camera():
-    """``--teacher-distill``: a single image's target is the frozen model's own prediction; in a
+    """``--teacher-distill [all|images]``: a single image's target is the frozen model's own prediction; in a
     camera move, the clean latent each frame's target implies is the teacher's anchor prediction
     moved by that camera, and the anchor's target is the teacher's own prediction."""
     import torch
@@ -740,5 +740,15 @@ def test_teacher_targets_paint_the_anchor_moved_by_the_camera():
     single = train.teacher_target(sched, teacher, xt[:2], t[:2], ids[:2], None, on[:2], 1)
     with torch.no_grad():
         assert torch.allclose(single, unet(xt[:2], t[:2], encoder_hidden_states=te(ids[:2])[0]).sample, atol=1e-5)
+    # What a step trains on: 'all' distils everything; 'images' distils single images and leaves camera
+    # moves the data's own target (the velocity of the moved clip and its noise); no teacher, the data.
+    data = sched.get_velocity(clip, noise, t)
+    camera = (shifts, zooms, None)
+    args = (sched, clip, noise, xt, t, ids, None, on, frames, camera)
+    assert torch.allclose(train.step_target(*args, teacher, "all"), target)
+    assert torch.allclose(train.step_target(*args, teacher, "images"), data)
+    assert torch.allclose(train.step_target(*args), data)
+    one = (sched, clip[:2], noise[:2], xt[:2], t[:2], ids[:2], None, on[:2], 1)
+    assert torch.allclose(train.step_target(*one, (), teacher, "images"), single)
     with pytest.raises(SystemExit, match="--init-from"):
         train.main(["--stage", "text-unet", "--teacher-distill", "--cross-frame", "0.5"])

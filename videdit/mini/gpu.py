@@ -110,7 +110,7 @@ def run(args) -> int:
              + (["--top-attention"] if args.top_attention else [])
              + (["--cross-frame", str(args.cross_frame), "--cross-frame-span", str(args.cross_frame_span)]
                 if args.cross_frame else [])
-             + (["--teacher-distill"] if args.teacher_distill else []))
+             + (["--teacher-distill", args.teacher_distill] if args.teacher_distill else []))
     if image:
         r.start("smoke-text-unet", _cmd("text-unet", smoke, tiny, "--init-from", str(OUT), *joint))
     r.start("smoke-t2v", _cmd("t2v", smoke, tiny, "--init-from", str(OUT_T2V), "--base", str(OUT),
@@ -247,9 +247,9 @@ def main(argv=None) -> int:
                     help="fraction of the image UNet's steps on 3-frame camera moves with sparse-causal attention")
     ap.add_argument("--cross-frame-span", type=int, default=2,
                     help="camera-move clips are frames 0, j - 1, j of the move, j up to this (train's flag)")
-    ap.add_argument("--teacher-distill", action="store_true",
+    ap.add_argument("--teacher-distill", nargs="?", const="all", choices=["all", "images"], default=None,
                     help="the image UNet learns from the frozen shipped model instead of the data (train's flag; "
-                    "see the videdit-mini card's twelfth session)")
+                    "'images': on single images only; see the videdit-mini card's twelfth and thirteenth sessions)")
     ap.add_argument("--objective", choices=("eps", "v"), default=None,
                     help="what the UNets learn to predict (default: that of the shipped weights)")
     ap.add_argument("--unet-lr", type=float, default=4e-4)

@@ -431,7 +431,8 @@ def train_text_unet(args, log):
         + (f" (anchor up to {args.cross_frame_span} frames back)" if args.cross_frame and args.cross_frame_span > 2
            else "")
         + (f", training {sum(p.numel() for p in params) / 1e6:.2f} M parameters" if args.train_only != "all" else "")
-        + (", targets from the frozen initial model" if teacher else ""))
+        + ((", targets from the frozen initial model" + (" on single images" if args.teacher_distill == "images"
+                                                            else "")) if teacher else ""))
     dev = args.dev
     lat_all = torch.from_numpy(pool["latents"]).to(dev)  # float16, made float32 per batch
     edges_all = torch.from_numpy(pool["edges"]).to(dev) if cn is not None else None
@@ -477,12 +478,9 @@ def train_text_unet(args, log):
             ctx.frames = frames
             with autocast(args):
                 pred = controlled_prediction(unet, te, cn, xt, t, ids, edges, on)
-            if teacher is not None:
-                camera = (shifts, zooms, times) if frames > 1 else ()
-                target = teacher_target(sched, teacher, xt, t, ids, edges, on, frames, *camera)
-                loss = weighted_mse(sched, t, pred, target, args.unet_weighting)
-            else:
-                loss = diffusion_loss(sched, t, pred, x0, noise, args.unet_weighting)
+            camera = (shifts, zooms, times) if frames > 1 else ()
+            target = step_target(sched, x0, noise, xt, t, ids, edges, on, frames, camera, teacher, args.teacher_distill)
+            loss = weighted_mse(sched, t, pred, target, args.unet_weighting)
             if frames > 1 and args.consistency_loss:
                 # Temporal consistency: later frames' predicted clean latents should be the anchor's,
                 # moved by the same camera (the anchor's held fixed, so frames follow it, not it them).
@@ -499,6 +497,17 @@ def train_text_unet(args, log):
     sched.save_pretrained(args.work / "scheduler")
     log(f"done at step {step}, loss {ema_loss or float('nan'):.4f}")
     return {"steps": step, "loss": ema_loss}
+
+
+def step_target(sched, x0, noise, xt, t, ids, edges, on, frames: int, camera=(), teacher=None,
+                distill: str | None = None) -> torch.Tensor:
+    """A text-unet step's target, in the scheduler's prediction space: the data's (``x0``, ``noise``:
+    ``(B, C, h, w)``, ``xt`` made from them), or, with a ``teacher`` (``distill`` ``"all"``, or ``"images"``
+    for single images only, so camera moves learn consistency from the data while the teacher holds
+    colour and structure on the rest), :func:`teacher_target`'s. ``camera``: ``(shifts, zooms, times)``."""
+    if teacher is None or (frames > 1 and distill == "images"):
+        return prediction_target(sched, x0, noise, t)
+    return teacher_target(sched, teacher, xt, t, ids, edges, on, frames, *camera)
 
 
 @torch.no_grad()
@@ -719,10 +728,11 @@ def main(argv=None):
                     help="text-unet stage: camera-move clips are frames 0, j - 1 and j of the move, j drawn from "
                     "2..SPAN, so the anchor (frame 0) can be far from the frame that attends to it, as in the "
                     "engine, where every window attends to the clip's first frame (2: frames 0, 1, 2)")
-    ap.add_argument("--teacher-distill", action="store_true",
+    ap.add_argument("--teacher-distill", nargs="?", const="all", choices=["all", "images"], default=None,
                     help="text-unet stage, with --init-from: targets from the frozen initial model instead of "
                     "the data (its prediction on single images; on camera moves, its anchor frame's clean "
-                    "latent moved by the camera, for every frame)")
+                    "latent moved by the camera, for every frame); 'images': single images only, camera "
+                    "moves keep the data's targets")
     ap.add_argument("--train-only", choices=["all", "self-attention"], default="all",
                     help="text-unet stage: which parameters train (self-attention: the attn1 layers of the "
                     "UNet and ControlNet, everything else frozen)")
