@@ -331,7 +331,7 @@ def test_camera_frames_move_and_zoom_the_still():
     from the mirrored border) for latents and 8x finer edge maps alike; a zoom scales a ramp's slope."""
     import torch
 
-    from videdit.mini.train import camera_frames
+    from videdit.mini.train_unet import camera_frames
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(2, 3, 16, 16, generator=g)
@@ -711,7 +711,7 @@ def test_teacher_targets_paint_the_anchor_moved_by_the_camera():
     from diffusers import UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
-    from videdit.mini import train
+    from videdit.mini import train, train_unet
     from videdit.mini.loop import predicted_x0
 
     torch.manual_seed(0)
@@ -723,21 +723,21 @@ def test_teacher_targets_paint_the_anchor_moved_by_the_camera():
     n, frames = 2, 3
     x0 = torch.randn(n, 8, 16, 16)
     shifts, zooms = torch.tensor([[1.0, -2.0], [0.5, 1.5]]), torch.tensor([1.1, 0.95])
-    clip = train.camera_frames(x0, shifts, zooms, frames)
+    clip = train_unet.camera_frames(x0, shifts, zooms, frames)
     noise = torch.randn(n, 8, 16, 16).repeat_interleave(frames, 0)  # one noise per clip, as trained
     t = torch.tensor([200, 700]).repeat_interleave(frames, 0)
     ids = torch.randint(0, 64, (n, 8)).repeat_interleave(frames, 0)
     xt = sched.add_noise(clip, noise, t)
     on = torch.ones(n * frames, 1, 1, 1)
-    target = train.teacher_target(sched, teacher, xt, t, ids, None, on, frames, shifts, zooms)
+    target = train_unet.teacher_target(sched, teacher, xt, t, ids, None, on, frames, shifts, zooms)
     with torch.no_grad():
         own = unet(xt[::frames], t[::frames], encoder_hidden_states=te(ids[::frames])[0]).sample
     assert torch.allclose(target[::frames], own, atol=1e-5)  # the anchor: the teacher's prediction
     implied = predicted_x0(sched, xt, t, target)
-    moved = train.camera_frames(predicted_x0(sched, xt[::frames], t[::frames], own), shifts, zooms, frames)
+    moved = train_unet.camera_frames(predicted_x0(sched, xt[::frames], t[::frames], own), shifts, zooms, frames)
     assert torch.allclose(implied, moved, atol=1e-4)
     assert not torch.allclose(implied[1], implied[0], atol=1e-2)  # later frames do move
-    single = train.teacher_target(sched, teacher, xt[:2], t[:2], ids[:2], None, on[:2], 1)
+    single = train_unet.teacher_target(sched, teacher, xt[:2], t[:2], ids[:2], None, on[:2], 1)
     with torch.no_grad():
         assert torch.allclose(single, unet(xt[:2], t[:2], encoder_hidden_states=te(ids[:2])[0]).sample, atol=1e-5)
     # What a step trains on: 'all' distils everything; 'images' distils single images and leaves camera
@@ -745,10 +745,10 @@ def test_teacher_targets_paint_the_anchor_moved_by_the_camera():
     data = sched.get_velocity(clip, noise, t)
     camera = (shifts, zooms, None)
     args = (sched, clip, noise, xt, t, ids, None, on, frames, camera)
-    assert torch.allclose(train.step_target(*args, teacher, "all"), target)
-    assert torch.allclose(train.step_target(*args, teacher, "images"), data)
-    assert torch.allclose(train.step_target(*args), data)
+    assert torch.allclose(train_unet.step_target(*args, teacher, "all"), target)
+    assert torch.allclose(train_unet.step_target(*args, teacher, "images"), data)
+    assert torch.allclose(train_unet.step_target(*args), data)
     one = (sched, clip[:2], noise[:2], xt[:2], t[:2], ids[:2], None, on[:2], 1)
-    assert torch.allclose(train.step_target(*one, (), teacher, "images"), single)
+    assert torch.allclose(train_unet.step_target(*one, (), teacher, "images"), single)
     with pytest.raises(SystemExit, match="--init-from"):
         train.main(["--stage", "text-unet", "--teacher-distill", "--cross-frame", "0.5"])
