@@ -23,6 +23,9 @@ Stages:
   else frozen: one on ``get_extractor("canny")`` of the renders (the signal the
   recipe feeds it at inference), one on the depth-by-construction map.
 
+The stages' code: here the VAE; ``train_unet`` text-unet and the ControlNets; ``train_t2v``
+the UNet3D (``--stage t2v``); ``train_ip`` the IP-Adapter (``--stage ip-adapter``).
+
 Every stage is seeded and resumable: a checkpoint in ``<work>/<stage>.pt`` (``--work``,
 default ``.mini-train/``) is
 written every ``--save-every`` steps and at the end; rerunning continues from it
