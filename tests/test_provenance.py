@@ -13,7 +13,7 @@ import pytest
 from videos import FF
 
 import videdit
-from videdit.errors import MissingWeightsError, OutputError, UsageError, VideditError
+from videdit.errors import MissingWeightsError, UsageError, VideditError
 from videdit.provenance import Provenance
 from videdit.provenance.watermark import decode_payload, detect, detect_file, embed, encode_payload
 

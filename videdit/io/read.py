@@ -130,8 +130,6 @@ class _AVDecoder:
 
     def frames_from(self, first: int) -> Iterator[tuple[int, np.ndarray]]:
         """Yield ``(index, (H, W, 3) uint8)`` for source frames ``first, first+1, ...``."""
-        import av
-
         info, ts = self.info, self.info.timestamps
         if first > 0 and self.stream.time_base:
             target = (ts[first] + info.start_pts) / float(self.stream.time_base)
