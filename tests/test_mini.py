@@ -169,8 +169,9 @@ def test_eval_seed_offset_moves_every_held_out_set():
     assert [w["direction"] for w in a] == [w["direction"] for w in b]  # the four directions still take turns
 
 
-def test_eval_clip_seed_reaches_the_clip_restyles(monkeypatch):
-    """``--clip-seed`` is another draw of the warp ratios: both modes' restyles of every clip get it."""
+def test_eval_clip_seed_reaches_the_clip_restyles(monkeypatch, tmp_path):
+    """``--clip-seed`` is another draw of the warp ratios: both modes' restyles of every clip get it; with
+    several seeds, each clip's mean ratio is reported."""
     from types import SimpleNamespace
 
     import torch
@@ -181,10 +182,14 @@ def test_eval_clip_seed_reaches_the_clip_restyles(monkeypatch):
 
     seen = []
 
-    class Fake:  # returns the source itself: the seed is all this test looks at
+    class Fake:  # the source itself, noisier without cross-frame attention under seed 8: two ratios to average
         def restyle(self, path, prompt, **kw):
             seen.append((kw["consistency"], kw.get("seed")))
-            return SimpleNamespace(frames=read_video(path, max_frames=kw["max_frames"]).frames)
+            frames = read_video(path, max_frames=kw["max_frames"]).frames
+            if kw.get("seed") == 8 and kw["consistency"] == "none":
+                noise = np.random.default_rng(0).integers(-20, 21, frames.shape)
+                frames = np.clip(frames.astype(int) + noise, 0, 255).astype(np.uint8)
+            return SimpleNamespace(frames=frames)
 
     monkeypatch.setattr(videdit.api, "load_pipeline", lambda *a, **k: Fake())
     threads = torch.get_num_threads()
@@ -194,6 +199,16 @@ def test_eval_clip_seed_reaches_the_clip_restyles(monkeypatch):
         seen.clear()
         ev.main(["--scenes", "0", "--clips", "shapes", "--max-frames", "3"])
         assert seen == [("sparse-causal", None), ("none", None)]  # the engine's default
+        seen.clear()
+        ev.main(["--scenes", "0", "--clips", "shapes", "--max-frames", "3", "--clip-seed", "7,8",
+                 "--json", str(tmp_path / "r.json")])
+        assert seen == [("sparse-causal", 7), ("none", 7), ("sparse-causal", 8), ("none", 8)]
+        report = json.loads((tmp_path / "r.json").read_text())
+        ratios = [r["consistency_ratio"] for r in report["clips"]]
+        assert [r["seed"] for r in report["clips"]] == [7, 8] and ratios[0] != ratios[1]
+        assert report["clip_means"][0]["consistency_ratio"] == pytest.approx(sum(ratios) / 2)
+        with pytest.raises(SystemExit):
+            ev.main(["--scenes", "0", "--clips", "shapes", "--clip-seed", "1,1"])
     finally:
         torch.set_num_threads(threads)
 

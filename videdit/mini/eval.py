@@ -189,6 +189,17 @@ def contact_sheet(rows: list[np.ndarray], path: Path, n: int = 6, scale: int = 2
     cv2.imwrite(str(path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
 
 
+def _seeds(text: str) -> list[int]:
+    """``--clip-seed`` ``"S[,S...]"`` -> distinct whole numbers, in order."""
+    try:
+        seeds = [int(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected whole numbers separated by commas, got {text!r}") from None
+    if len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"seeds repeat in {text!r}")
+    return seeds
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.eval", description=__doc__.split("\n\n")[0])
     ap.add_argument("--pipeline", default="mini")
@@ -202,6 +213,8 @@ def main(argv=None):
     ap.add_argument("--guidance", type=float, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--structure-scale", type=float, default=None, help="ControlNet conditioning scale")
+    ap.add_argument("--structure-detail", type=int, default=None,
+                    help="coarsen the control maps by this level, 0-7 (Gen-1's structure knob)")
     ap.add_argument("--shared-noise", action="store_true", default=None, help="one initial noise for every frame")
     ap.add_argument("--sheet", default=None, help="write a source/output contact sheet PNG of the first clip here")
     ap.add_argument("--scene-sheet", default=None, help="write a contact sheet of held-out scenes here")
@@ -210,8 +223,9 @@ def main(argv=None):
     ap.add_argument("--t2v-sheet", default=None, help="write a contact sheet of generated clips here")
     ap.add_argument("--t2v-frames", type=int, default=16, help="frames per generated clip")
     ap.add_argument("--noise-share", type=float, default=None, help="initial noise common to all frames (0-1)")
-    ap.add_argument("--clip-seed", type=int, default=None,
-                    help="seed of the clips' restyles (default the engine's, 0): another draw of the warp ratios")
+    ap.add_argument("--clip-seed", type=_seeds, default=None, metavar="S[,S...]",
+                    help="seed(s) of the clips' restyles (default the engine's, 0): other draws of the warp ratios; "
+                    "with several, each clip also gets its mean ratio (one draw moves by up to 0.4)")
     ap.add_argument("--ip", type=int, default=0, help="held-out reference-image trials for the IP-Adapter")
     ap.add_argument("--ip-pipeline", default="mini-ipadapter")
     ap.add_argument("--ip-sheet", default=None, help="write a contact sheet of the first reference trials here "
@@ -227,7 +241,7 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     opts = {k: getattr(args, k) for k in ("strength", "guidance", "steps", "shared_noise", "noise_share",
-                                          "structure_scale")
+                                          "structure_scale", "structure_detail")
             if getattr(args, k) is not None}
     t0 = time.time()
     pipe = load_pipeline(args.pipeline, device="cpu")
@@ -249,17 +263,27 @@ def main(argv=None):
     report["clips"] = []
     for c in clips:
         prompt = SAMPLE_PROMPTS.get(c) or VALIDATION_PROMPTS.get(Path(c).stem, "a neon scene")
-        r = eval_clip(pipe, c, prompt, args.max_frames, **opts,
-                      **({"seed": args.clip_seed} if args.clip_seed is not None else {}))
-        src, out = r.pop("_frames")
-        if args.sheet and c == clips[0]:
-            contact_sheet([src, out], Path(args.sheet))
-        print(f"sample {c} ({r['frames']} frames at {r['size']}, prompt '{r['prompt']}'):")
-        print(f"  edge F1 vs source: {r['edge_f1']:.3f}")
-        print(f"  warp error: sparse-causal {r['warp_sparse_causal']:.5f}, none {r['warp_none']:.5f}, "
-              f"source floor {r['warp_source_floor']:.5f}; ratio sparse-causal/none {r['consistency_ratio']:.2f} "
-              f"[target <= 0.5: {'MET' if r['consistency_ratio'] <= 0.5 else 'NOT MET'}]")
-        report["clips"].append(r)
+        rows = []
+        for seed in args.clip_seed or [None]:
+            r = eval_clip(pipe, c, prompt, args.max_frames, **opts, **({"seed": seed} if seed is not None else {}))
+            src, out = r.pop("_frames")
+            if args.sheet and c == clips[0] and not rows:
+                contact_sheet([src, out], Path(args.sheet))
+            r["seed"] = seed
+            print(f"sample {c} ({r['frames']} frames at {r['size']}, prompt '{r['prompt']}'"
+                  + (f", seed {seed}" if seed is not None else "") + "):")
+            print(f"  edge F1 vs source: {r['edge_f1']:.3f}")
+            print(f"  warp error: sparse-causal {r['warp_sparse_causal']:.5f}, none {r['warp_none']:.5f}, "
+                  f"source floor {r['warp_source_floor']:.5f}; ratio sparse-causal/none {r['consistency_ratio']:.2f} "
+                  f"[target <= 0.5: {'MET' if r['consistency_ratio'] <= 0.5 else 'NOT MET'}]")
+            rows.append(r)
+        if len(rows) > 1:
+            mean = {k: float(np.mean([r[k] for r in rows])) for k in ("consistency_ratio", "warp_sparse_causal",
+                                                                      "warp_none")}
+            print(f"  mean over seeds {','.join(str(r['seed']) for r in rows)}: ratio {mean['consistency_ratio']:.2f}, "
+                  f"warp error sparse-causal {mean['warp_sparse_causal']:.5f}, none {mean['warp_none']:.5f}")
+            report.setdefault("clip_means", []).append({"clip": c, **mean})
+        report["clips"] += rows
     if args.t2v:
         report["t2v"] = _report_t2v(args, {k: v for k, v in opts.items() if k not in ("strength", "structure_scale")})
     if args.ip:
