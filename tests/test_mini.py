@@ -532,7 +532,8 @@ def test_x0_weighting_is_the_x0_error_weighted_by_truncated_snr():
     weighted by max(SNR, 1) (within the cap), computed here the long way."""
     import torch
 
-    from videdit.mini.train import diffusion_loss, scheduler
+    from videdit.mini.loop import diffusion_loss
+    from videdit.mini.train import scheduler
 
     sched = scheduler()
     g = torch.Generator().manual_seed(0)
@@ -561,7 +562,8 @@ def test_v_objective_zero_terminal_snr_and_its_loss():
     weightings are the x0 error weighted by min(SNR + 1, 5) / max(SNR, 1), finite at SNR = 0."""
     import torch
 
-    from videdit.mini.train import diffusion_loss, scheduler
+    from videdit.mini.loop import diffusion_loss
+    from videdit.mini.train import scheduler
 
     eps_s, v_s = scheduler("eps"), scheduler("v")
     assert float(eps_s.alphas_cumprod[-1]) > 1e-3  # SD's flaw: signal left at the last step

@@ -164,7 +164,7 @@ def test_augmented_token_ids_are_the_rewritten_captions(tmp_path):
     from transformers import CLIPTokenizer
 
     from videdit.mini import motion
-    from videdit.mini.train import tokenize
+    from videdit.mini.loop import tokenize
     from videdit.mini.train_t2v import augmented_ids
 
     tok = CLIPTokenizer.from_pretrained(str(T2V / "tokenizer"))
