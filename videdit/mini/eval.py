@@ -285,7 +285,8 @@ def main(argv=None):
             report.setdefault("clip_means", []).append({"clip": c, **mean})
         report["clips"] += rows
     if args.t2v:
-        report["t2v"] = _report_t2v(args, {k: v for k, v in opts.items() if k not in ("strength", "structure_scale", "structure_detail")})
+        restyle_only = ("strength", "structure_scale", "structure_detail")
+        report["t2v"] = _report_t2v(args, {k: v for k, v in opts.items() if k not in restyle_only})
     if args.ip:
         first = HELD_OUT_IP + args.seed_offset
         ip = eval_reference(load_pipeline(args.ip_pipeline, device="cpu"), args.ip, seed=first, **opts)
