@@ -298,5 +298,11 @@ def test_unknown_words_warning_from_declared_vocabulary(tiny, frames, caplog):
         with caplog.at_level(logging.WARNING, logger="videdit"):
             pipe.restyle(frames_video(frames[:1]), "a red castle")
         assert any("'castle'" in r.getMessage() for r in caplog.records)
+        caplog.clear()
+        from videdit.errors import InputError
+
+        with caplog.at_level(logging.WARNING, logger="videdit"), pytest.raises(InputError, match="no such file"):
+            pipe.restyle(os.path.join(tiny["base"], "missing.mp4"), "a red castle")
+        assert not any("'castle'" in r.getMessage() for r in caplog.records)  # the input's error alone
     finally:
         os.remove(path)

@@ -124,7 +124,6 @@ class Pipeline:
         if size is None and read_kw.get("max_side") is None:
             read_kw["max_side"] = int(self.recipe.default("max_side", 512))
         prep = prepare(self.components, opts)  # fails fast on bad prompt/options, before decoding
-        self._warn_unknown(opts.prompt)
         ropts = ReadOptions(size=size, fps=read_fps, multiple=self.size_multiple,
                             chunk=max(1, opts.chunk - opts.overlap), **read_kw)
         if isinstance(video, Video):
@@ -135,8 +134,10 @@ class Pipeline:
 
                 frames = _resize(frames, (w, h))
             chunks = [frames[i:i + ropts.chunk] for i in range(0, len(frames), ropts.chunk)]
+            self._warn_unknown(opts.prompt)
             return prep, chunks, len(frames), video.fps, video.source, video.start
-        stream = iter_video(video, ropts)
+        stream = iter_video(video, ropts)  # probes the input: a bad file fails here, before any warning
+        self._warn_unknown(opts.prompt)
         return prep, stream, len(stream), stream.fps, stream.info, stream.start
 
     def restyle_stream(self, video, prompt: str = "", **kw) -> Iterator[np.ndarray]:
