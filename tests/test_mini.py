@@ -171,7 +171,8 @@ def test_eval_seed_offset_moves_every_held_out_set():
 
 def test_eval_clip_seed_reaches_the_clip_restyles(monkeypatch, tmp_path):
     """``--clip-seed`` is another draw of the warp ratios: both modes' restyles of every clip get it; with
-    several seeds, each clip's mean ratio is reported."""
+    several seeds, each clip's mean ratio is reported; ``--modes`` adds other cross-frame modes against the same
+    none."""
     from types import SimpleNamespace
 
     import torch
@@ -209,6 +210,14 @@ def test_eval_clip_seed_reaches_the_clip_restyles(monkeypatch, tmp_path):
         assert report["clip_means"][0]["consistency_ratio"] == pytest.approx(sum(ratios) / 2)
         with pytest.raises(SystemExit):
             ev.main(["--scenes", "0", "--clips", "shapes", "--clip-seed", "1,1"])
+        seen.clear()  # other cross-frame modes, each against the same none
+        ev.main(["--scenes", "0", "--clips", "shapes", "--max-frames", "3", "--clip-seed", "8", "--modes", "full",
+                 "--json", str(tmp_path / "m.json")])
+        assert seen == [("sparse-causal", 8), ("full", 8), ("none", 8)]
+        row = json.loads((tmp_path / "m.json").read_text())["clips"][0]
+        assert row["ratio_full"] == pytest.approx(row["warp_full"] / row["warp_none"]) and row["ratio_full"] < 1
+        with pytest.raises(SystemExit):
+            ev.main(["--scenes", "0", "--clips", "shapes", "--modes", "none"])
     finally:
         torch.set_num_threads(threads)
 

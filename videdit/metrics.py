@@ -41,6 +41,7 @@ __all__ = [
     "PairFlow",
     "source_flows",
     "warp_error",
+    "warp_errors",
     "temporal_consistency",
     "structure_fidelity",
     "video_metrics",
@@ -308,11 +309,20 @@ def warp_error(source, output, *, return_details: bool = False) -> float | WarpE
 
     Returns the float, or a :class:`WarpErrorResult` when ``return_details``.
     """
-    src = _as_frames(source, "source")
-    out = _as_frames(output, "output")
-    n, notes = _align(src, out, 2, "warp error")
-    res = _warp_errors(source_flows(src, n), [out[:n]], n, notes)[0]
+    res = warp_errors(source, [output])[0]
     return res if return_details else res.value
+
+
+def warp_errors(source, outputs, what: str = "warp error") -> list[WarpErrorResult]:
+    """:func:`warp_error` of each of several ``outputs`` of one ``source``, with its details, the
+    source flow (DIS both ways per frame pair, the expensive part) estimated once for all of them.
+    Every output is compared over the frames all of them and the source have."""
+    src = _as_frames(source, "source")
+    outs = [_as_frames(o, "output") for o in outputs]
+    aligned = [_align(src, o, 2, what) for o in outs]
+    n = min(k for k, _ in aligned)
+    notes = list(dict.fromkeys(note for _, ns in aligned for note in ns))
+    return _warp_errors(source_flows(src, n), [o[:n] for o in outs], n, notes)
 
 
 def temporal_consistency(source, output) -> dict:
@@ -331,10 +341,7 @@ def temporal_consistency(source, output) -> dict:
       perfectly static or perfectly flow-predicted source) or NaN;
     * ``mask_fraction``, ``frames``, ``notes``: as in :class:`WarpErrorResult`.
     """
-    src = _as_frames(source, "source")
-    out = _as_frames(output, "output")
-    n, notes = _align(src, out, 2, "temporal consistency")
-    res_out, res_src = _warp_errors(source_flows(src, n), [out[:n], src[:n]], n, notes)
+    res_out, res_src = warp_errors(source, [output, source], "temporal consistency")
     floor = res_src.value
     ratio = res_out.value / floor if (math.isfinite(floor) and floor > 0) else None
     return {
@@ -342,8 +349,8 @@ def temporal_consistency(source, output) -> dict:
         "floor": floor,
         "ratio": ratio,
         "mask_fraction": res_out.mask_fraction,
-        "frames": n,
-        "notes": list(notes),
+        "frames": res_out.frames,
+        "notes": list(res_out.notes),
     }
 
 

@@ -95,24 +95,35 @@ def eval_scenes(pipe, n: int, seed: int = HELD_OUT, **opts) -> dict:
             "edge_f1_median": float(np.median(f1s)), "rows": rows, "outputs": outputs, "inputs": scenes}
 
 
-def eval_clip(pipe, name: str, prompt: str, max_frames: int | None, **opts) -> dict:
+def _key(mode: str) -> str:
+    """A consistency mode as it appears in result keys: ``sparse-causal`` -> ``sparse_causal``."""
+    return mode.replace("-", "_")
+
+
+def eval_clip(pipe, name: str, prompt: str, max_frames: int | None, modes=("sparse-causal",), **opts) -> dict:
+    """Restyle a clip under ``none`` and each cross-frame mode of ``modes`` (sparse-causal, the acceptance
+    mode, always): warp errors ``warp_<mode>`` and ``ratio_<mode>`` against none (``consistency_ratio``
+    is sparse-causal's), the source's floor, and the sparse-causal output's edge F1."""
     from ..io import read_video
-    from ..metrics import structure_fidelity, temporal_consistency
+    from ..metrics import structure_fidelity, warp_errors
 
     path = Path(name) if name.endswith(".mp4") else ROOT / "samples" / f"{name}.mp4"  # a validation clip
     res = {"clip": name, "prompt": prompt}
     outs = {}
-    for mode in ("sparse-causal", "none"):
+    for mode in dict.fromkeys(("sparse-causal", *modes, "none")):
         t = time.time()
         outs[mode] = pipe.restyle(str(path), prompt, consistency=mode, max_frames=max_frames, **opts).frames
         res[f"seconds_{mode}"] = round(time.time() - t, 1)
     out = outs["sparse-causal"]
     src = read_video(str(path), max_frames=max_frames).frames
     src = np.stack([cv2.resize(f, (out.shape[2], out.shape[1]), interpolation=cv2.INTER_AREA) for f in src])
-    tc = {m: temporal_consistency(src, o) for m, o in outs.items()}
-    res.update(warp_sparse_causal=tc["sparse-causal"]["output"], warp_none=tc["none"]["output"],
-               warp_source_floor=tc["none"]["floor"],
-               consistency_ratio=tc["sparse-causal"]["output"] / max(tc["none"]["output"], 1e-12),
+    *errors, floor = (r.value for r in warp_errors(src, [*outs.values(), src]))  # one flow for all
+    warp = dict(zip(outs, errors))
+    for m in outs:
+        res[f"warp_{_key(m)}"] = warp[m]
+        if m != "none":
+            res[f"ratio_{_key(m)}"] = warp[m] / max(warp["none"], 1e-12)
+    res.update(warp_source_floor=floor, consistency_ratio=res["ratio_sparse_causal"],
                edge_f1=structure_fidelity(src, out), frames=len(out), size=f"{out.shape[2]}x{out.shape[1]}")
     res["_frames"] = (src, out)
     return res
@@ -200,6 +211,18 @@ def _seeds(text: str) -> list[int]:
     return seeds
 
 
+def _modes(text: str) -> tuple[str, ...]:
+    """``--modes`` ``"M[,M...]"`` -> cross-frame modes (not ``none``, the baseline every ratio is against)."""
+    from ..core.attention import CONSISTENCY_MODES
+
+    modes = tuple(dict.fromkeys(text.split(",")))
+    bad = [m for m in modes if m not in CONSISTENCY_MODES[1:]]
+    if bad:
+        raise argparse.ArgumentTypeError(f"unknown mode(s) {', '.join(bad)}; "
+                                         f"choose from {', '.join(CONSISTENCY_MODES[1:])}")
+    return modes
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.eval", description=__doc__.split("\n\n")[0])
     ap.add_argument("--pipeline", default="mini")
@@ -226,6 +249,9 @@ def main(argv=None):
     ap.add_argument("--clip-seed", type=_seeds, default=None, metavar="S[,S...]",
                     help="seed(s) of the clips' restyles (default the engine's, 0): other draws of the warp ratios; "
                     "with several, each clip also gets its mean ratio (one draw moves by up to 0.4)")
+    ap.add_argument("--modes", type=_modes, default=("sparse-causal",), metavar="M[,M...]",
+                    help="cross-frame modes whose clip warp error is compared with none (sparse-causal, the "
+                    "acceptance mode, always; e.g. first,full)")
     ap.add_argument("--ip", type=int, default=0, help="held-out reference-image trials for the IP-Adapter")
     ap.add_argument("--ip-pipeline", default="mini-ipadapter")
     ap.add_argument("--ip-sheet", default=None, help="write a contact sheet of the first reference trials here "
@@ -261,11 +287,13 @@ def main(argv=None):
         report["scenes"] = {k: v for k, v in sc.items() if k not in ("outputs", "inputs")}
     clips = [c for c in args.clips.split(",") if c]
     report["clips"] = []
+    extra = [m for m in args.modes if m != "sparse-causal"]
     for c in clips:
         prompt = SAMPLE_PROMPTS.get(c) or VALIDATION_PROMPTS.get(Path(c).stem, "a neon scene")
         rows = []
         for seed in args.clip_seed or [None]:
-            r = eval_clip(pipe, c, prompt, args.max_frames, **opts, **({"seed": seed} if seed is not None else {}))
+            r = eval_clip(pipe, c, prompt, args.max_frames, args.modes, **opts,
+                          **({"seed": seed} if seed is not None else {}))
             src, out = r.pop("_frames")
             if args.sheet and c == clips[0] and not rows:
                 contact_sheet([src, out], Path(args.sheet))
@@ -276,12 +304,17 @@ def main(argv=None):
             print(f"  warp error: sparse-causal {r['warp_sparse_causal']:.5f}, none {r['warp_none']:.5f}, "
                   f"source floor {r['warp_source_floor']:.5f}; ratio sparse-causal/none {r['consistency_ratio']:.2f} "
                   f"[target <= 0.5: {'MET' if r['consistency_ratio'] <= 0.5 else 'NOT MET'}]")
+            for m in extra:
+                print(f"  {m}: warp error {r['warp_' + _key(m)]:.5f}, "
+                      f"ratio {m}/none {r['ratio_' + _key(m)]:.2f}")
             rows.append(r)
         if len(rows) > 1:
-            mean = {k: float(np.mean([r[k] for r in rows])) for k in ("consistency_ratio", "warp_sparse_causal",
-                                                                      "warp_none")}
+            keys = ("consistency_ratio", "warp_sparse_causal", "warp_none",
+                    *(f"{k}_{_key(m)}" for m in extra for k in ("warp", "ratio")))
+            mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
             print(f"  mean over seeds {','.join(str(r['seed']) for r in rows)}: ratio {mean['consistency_ratio']:.2f}, "
-                  f"warp error sparse-causal {mean['warp_sparse_causal']:.5f}, none {mean['warp_none']:.5f}")
+                  f"warp error sparse-causal {mean['warp_sparse_causal']:.5f}, none {mean['warp_none']:.5f}"
+                  + "".join(f"; {m} ratio {mean['ratio_' + _key(m)]:.2f}" for m in extra))
             report.setdefault("clip_means", []).append({"clip": c, **mean})
         report["clips"] += rows
     if args.t2v:

@@ -5,6 +5,7 @@
     python -m videdit.mini.probe adapter [--base DIR]        # does the IP-Adapter carry the palette?
     python -m videdit.mini.probe structure [--pipeline P] [--guidance G]   # the structure test's case
     python -m videdit.mini.probe colour [--base DIR]         # which named colours survive the VAE?
+    python -m videdit.mini.probe maps [--clips A,B]          # how much do the control maps flicker?
 
 - ``temporal``: the t2v UNet's noise-prediction error on 6 fresh training-distribution clips vs on
   the same frames drawn from different clips (same noise, same captions), at t = 900, 600, 300.
@@ -23,6 +24,8 @@
   prompts of the structure test and two more (``tests/test_mini.py``).
 - ``colour``: each named colour as a flat square through the VAE (encode, decode) and the
   decoder's best rendering of it (a latent optimised for it), as hues.
+- ``maps``: the warp error of the canny maps the recipe feeds its ControlNet, and of canny taken at 4x
+  the size and area-averaged down, against the clip's own.
 """
 
 from __future__ import annotations
@@ -278,6 +281,28 @@ def structure(pipeline: str, guidance: float | None) -> None:
         print(f"  {prompt!r}: {structure_fidelity(s, out):.3f}")
 
 
+def maps(clips: list[str], side: int = 128, fine: int = 4) -> None:
+    """How much the control maps flicker: the warp error (along the source's motion) of the recipe's
+    canny maps, taken on the ``side``-px frames the engine reads, and of canny on the source read at
+    ``fine`` x that size, area-averaged down (anti-aliased), beside the source's own floor."""
+    import cv2
+
+    from ..io import read_video
+    from ..metrics import warp_errors
+    from ..structure import get_extractor
+
+    canny = get_extractor("canny", low=100, high=200)
+    print(f"warp error of canny maps, {side} px (fine: canny at {fine * side} px, area-averaged down)")
+    for clip in clips:
+        path = clip if clip.endswith(".mp4") else str(ROOT / "samples" / f"{clip}.mp4")
+        small = read_video(path, max_side=side).frames
+        h, w = small.shape[1:3]
+        big = canny(read_video(path, max_side=fine * side).frames)
+        down = np.stack([cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) for m in big])
+        coarse, fine_, floor = (r.value for r in warp_errors(small, [canny(small), down, small]))
+        print(f"  {Path(path).stem}: canny {coarse:.5f}, fine {fine_:.5f}, source {floor:.5f}")
+
+
 def colour(base: Path, steps: int = 150) -> None:
     """Each named colour (saturation 0.85, value 0.9) as a flat square through the VAE: the hue that
     comes back, and the hue of the decoder's best output for it (a latent optimised by Adam from the
@@ -316,7 +341,8 @@ def colour(base: Path, steps: int = 150) -> None:
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.probe", description=__doc__.split("\n\n")[0])
-    ap.add_argument("probe", choices=["temporal", "direction", "adapter", "structure", "colour"])
+    ap.add_argument("probe", choices=["temporal", "direction", "adapter", "structure", "colour", "maps"])
+    ap.add_argument("--clips", default="pan-astronaut,zoom-coffee,shapes", help="maps: sample names or .mp4 paths")
     ap.add_argument("--t2v", type=Path, default=OUT_T2V,
                     help="the t2v model directory, or a .toml recipe that runs it")
     ap.add_argument("--base", type=Path, default=OUT, help="an image model with an ip-adapter/ folder")
@@ -333,6 +359,8 @@ def main(argv=None) -> None:
         adapter(args.base)
     elif args.probe == "colour":
         colour(args.base)
+    elif args.probe == "maps":
+        maps([c for c in args.clips.split(",") if c])
     else:
         structure(args.pipeline, args.guidance)
 
