@@ -672,7 +672,7 @@ def test_t2v_temporal_text_fine_tune_keeps_the_spatial_layers(tmp_path):
     import torch
     from diffusers import UNet3DConditionModel
 
-    from videdit.mini import train
+    from videdit.mini import train, train_t2v
     from videdit.mini.train_t2v import OUT_T2V
 
     work = tmp_path / "w"
@@ -690,7 +690,7 @@ def test_t2v_temporal_text_fine_tune_keeps_the_spatial_layers(tmp_path):
     assert any("temp_convs" in k for k in changed) and any(".attn2." in k and "temp_" not in k for k in changed)
     def trained(key):  # a parameter of a kept module, or of one inside it (attn2.to_out.0.weight)
         parts = key.split(".")
-        return any(train.temporal_or_text_attention(".".join(parts[:i])) for i in range(1, len(parts)))
+        return any(train_t2v.temporal_or_text_attention(".".join(parts[:i])) for i in range(1, len(parts)))
 
     assert all(trained(k) for k in changed), sorted(k for k in changed if not trained(k))[:5]
     assert any("resnets" in k for k in before) and not any("resnets" in k for k in changed)
@@ -778,3 +778,45 @@ def test_teacher_targets_paint_the_anchor_moved_by_the_camera():
     assert torch.allclose(train_unet.step_target(*one, (), teacher, "images"), single)
     with pytest.raises(SystemExit, match="--init-from"):
         train.main(["--stage", "text-unet", "--teacher-distill", "--cross-frame", "0.5"])
+
+
+def test_camera_moves_in_pixels_are_encoded_and_edge_detected_frame_by_frame():
+    """``--camera-pixels``: a camera move made from a still in pixels: frame k is the still moved by
+    k x 8 px per latent pixel of shift, encoded by the VAE on its own, with canny run on that frame (so
+    its edges are the moved still's edges, not a moved edge map); frame 0 is the still's own encode;
+    and the pool's stills are rendered again exactly as the pool rendered them."""
+    import types
+
+    import torch
+
+    from videdit.mini import data, train, train_unet
+    from videdit.structure import get_extractor
+
+    vae = train.load_vae(train.OUT)
+    still = np.zeros((1, 64, 64, 3), np.uint8)
+    still[0, 20:40, 16:36] = (230, 40, 40)  # a red square: sharp edges
+    shifts = torch.tensor([[0.0, 1.0]])  # one latent pixel right per frame = 8 px
+    z, edges = train_unet.rendered_camera(vae, still, shifts, torch.ones(1), 3)
+    assert z.shape == (3, vae.config.latent_channels, 8, 8) and edges.shape == (3, 64, 64)
+    canny = get_extractor("canny")
+    for k in range(3):
+        frame = np.roll(still, 8 * k, axis=2)  # the square moved right; the border stays black
+        assert np.array_equal(edges[k].numpy(), canny(frame)[0, ..., 0]), k
+    with torch.no_grad():
+        own = vae.encode(torch.from_numpy(still).permute(0, 3, 1, 2).float() / 127.5 - 1).latent_dist.mode()
+    assert torch.allclose(z[0], own[0] * vae.config.scaling_factor, atol=1e-4)
+    assert not torch.allclose(z[1], z[0], atol=1e-2)  # frames are encoded from the moved pixels
+    # A sub-pixel move (2.4 px a frame): the edges are canny of the resampled frame, where aliasing
+    # differs from frame to frame, not the still's edge map moved (what latent-space moves train on).
+    sub = torch.tensor([[0.3, 0.3]])
+    _, edges = train_unet.rendered_camera(vae, still, sub, torch.ones(1), 3)
+    x = torch.from_numpy(still).permute(0, 3, 1, 2).float() / 127.5 - 1
+    frames = ((train_unet.camera_frames(x, 8 * sub, torch.ones(1), 3) + 1) * 127.5).round().clamp(0, 255)
+    want = canny(frames.to(torch.uint8).permute(0, 2, 3, 1).numpy())[..., 0]
+    moved_map = train_unet.camera_frames(torch.from_numpy(canny(still)[..., 0]), 8 * sub, torch.ones(1), 3)
+    assert np.array_equal(edges.numpy(), want)
+    assert not np.array_equal(edges[2].numpy(), moved_map[2].numpy())
+    args = types.SimpleNamespace(seed=3, palettes=2)
+    stills = train_unet.pool_stills(args, torch.tensor([0, 3]), flip=True)
+    want = [data.sample(train.pool_seed(args, 0), train.SIZE, 2)[0][0], data.sample(train.pool_seed(args, 1), train.SIZE, 2)[1][0]]
+    assert np.array_equal(stills, np.stack(want)[:, :, ::-1])

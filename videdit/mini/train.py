@@ -18,7 +18,8 @@ Stages:
   sessions' weights used epsilon; see :func:`default_objective`); options: ``--objective``,
   ``--joint-cn P`` (the edge ControlNet in the same steps), ``--top-attention`` (attention at
   the first level as well) and ``--cross-frame P`` (a fraction of steps on 3-frame camera
-  moves, pans and zooms, under the engine's sparse-causal attention).
+  moves, pans and zooms, under the engine's sparse-causal attention; ``--camera-pixels``: made
+  in pixels and encoded frame by frame, as the engine sees a real pan).
 - ``controlnet``: ``ControlNetModel.from_unet`` copies, trained with everything
   else frozen: one on ``get_extractor("canny")`` of the renders (the signal the
   recipe feeds it at inference), one on the depth-by-construction map.
@@ -26,9 +27,8 @@ Stages:
 The stages' code: here the VAE; ``train_unet`` text-unet and the ControlNets; ``train_t2v``
 the UNet3D (``--stage t2v``); ``train_ip`` the IP-Adapter (``--stage ip-adapter``).
 
-Every stage is seeded and resumable: a checkpoint in ``<work>/<stage>.pt`` (``--work``,
-default ``.mini-train/``) is
-written every ``--save-every`` steps and at the end; rerunning continues from it
+Every stage is seeded and resumable: a checkpoint in ``<work>/<stage>.pt`` (``--work``, default
+``.mini-train/``) is written every ``--save-every`` steps and at the end; rerunning continues from it
 until the stage's step budget or ``--minutes`` (wall time of this run) is used.
 The loss is logged (``<work>/<stage>.log``, and stdout). Unless ``--no-export``,
 the components are written afterwards, fp16 safetensors, into ``--out`` (default
@@ -223,11 +223,15 @@ def _render_scene(item):
     return imgs, np.stack([o[1] for o in out]), [o[3] for o in out], get_extractor("canny")(imgs)[..., 0]
 
 
+def pool_seed(args, scene: int) -> int:
+    return args.seed * 100_000 + scene
+
+
 def _render_pool(args, log) -> dict:
     log(f"rendering pool: {args.pool} scenes x {args.palettes} palettes ({args.workers} workers)")
     vae = load_vae(args.work)
     lat, depths, caps, edges = [], [], [], []
-    items = [(args.seed * 100_000 + i, args.palettes) for i in range(args.pool)]
+    items = [(pool_seed(args, i), args.palettes) for i in range(args.pool)]
     with process_map(args.workers) as pmap, torch.no_grad():
         vae.to(args.dev)
         for chunk in batched(pmap(_render_scene, items), max(1, 256 // args.palettes)):
@@ -327,13 +331,6 @@ def train_only(models, keep) -> None:
         for name, sub in m.named_modules():
             if keep(name):
                 sub.requires_grad_(True)
-
-
-def temporal_or_text_attention(name: str) -> bool:
-    """UNet3D submodules that make motion or read the caption: temporal convolutions and attention, and
-    the spatial layers' text cross-attention (``attn2``; in the temporal transformers it is self-attention)."""
-    return any(part in ("temp_convs", "temp_attentions", "transformer_in") for part in name.split(".")) \
-        or name.endswith("attn2")
 
 
 # ---------------------------------------------------------------- export
@@ -459,6 +456,8 @@ def main(argv=None):
                     help="text-unet stage: camera-move clips are frames 0, j - 1 and j of the move, j drawn from "
                     "2..SPAN, so the anchor (frame 0) can be far from the frame that attends to it, as in the "
                     "engine, where every window attends to the clip's first frame (2: frames 0, 1, 2)")
+    ap.add_argument("--camera-pixels", action="store_true", help="text-unet stage: make camera moves in pixels, "
+                    "each frame VAE-encoded and edge-detected on its own (the engine's conditions)")
     ap.add_argument("--teacher-distill", nargs="?", const="all", choices=["all", "images"], default=None,
                     help="text-unet stage, with --init-from: targets from the frozen initial model instead of "
                     "the data (its prediction on single images; on camera moves, its anchor frame's clean "

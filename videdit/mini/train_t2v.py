@@ -43,6 +43,13 @@ MODELSCOPE = ROOT / "tests" / "hub_configs" / "ali-vilab--text-to-video-ms-1.7b"
 SHARED = ("vae",)  # linked to videdit-mini's, not copied
 
 
+def temporal_or_text_attention(name: str) -> bool:
+    """UNet3D submodules that make motion or read the caption: temporal convolutions and attention, and
+    the spatial layers' text cross-attention (``attn2``; in the temporal transformers it is self-attention)."""
+    return any(part in ("temp_convs", "temp_attentions", "transformer_in") for part in name.split(".")) \
+        or name.endswith("attn2")
+
+
 def unet3d_config(image_unet_config: dict) -> dict:
     """ModelScope's UNet3D config with the mini image UNet's sizes (its 3-D block types)."""
     cfg = {}
@@ -189,7 +196,7 @@ def train_t2v(args, log):
         install_temporal_positions(unet)
         log("temporal attention with sinusoidal frame positions")
     if args.t2v_train == "temporal-text":  # the spatial layers keep the image model's shapes and colours
-        from .train import temporal_or_text_attention, train_only
+        from .train import train_only
 
         train_only([unet], temporal_or_text_attention)
         log(f"training {sum(p.numel() for p in unet.parameters() if p.requires_grad) / 1e6:.2f} M of the UNet3D's "

@@ -24,8 +24,8 @@ import torch.nn.functional as F
 
 from .loop import (Steps, adamw, autocast, diffusion_loss, ema_update, load_ckpt, predicted_x0, prediction_target,
                    step_draws, tokenize, weighted_mse)
-from .train import (build_text, has_top_attention, init_from_export, joint_training, make_pool, scheduler, train_only,
-                    unet_config)
+from .train import (SIZE, build_text, has_top_attention, init_from_export, joint_training, load_vae, make_pool,
+                    pool_seed, scheduler, train_only, unet_config)
 
 
 def camera_frames(x: torch.Tensor, shifts: torch.Tensor, zooms: torch.Tensor, frames: int,
@@ -58,6 +58,41 @@ def camera_frames(x: torch.Tensor, shifts: torch.Tensor, zooms: torch.Tensor, fr
                         padding_mode="reflection", align_corners=False)
     out = out.round().to(torch.uint8) if x.dtype == torch.uint8 else out.to(x.dtype)
     return out[:, 0] if squeeze else out
+
+
+def pool_stills(args, idx: torch.Tensor, flip: bool) -> np.ndarray:
+    """The pool's images ``idx`` rendered again (the pool keeps latents only): ``(n, H, W, 3) uint8``."""
+    from . import data
+
+    imgs = np.stack([data.sample(pool_seed(args, i // args.palettes), SIZE, args.palettes)[i % args.palettes][0]
+                     for i in idx.tolist()])
+    return np.ascontiguousarray(imgs[:, :, ::-1]) if flip else imgs
+
+
+@torch.no_grad()
+def rendered_camera(vae, images: np.ndarray, shifts: torch.Tensor, zooms: torch.Tensor, frames: int,
+                    times: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Camera moves as the engine meets them (``--camera-pixels``): stills moved in *pixels*, then
+    VAE-encoded and edge-detected frame by frame.
+
+    Moving latents and edge maps directly (:func:`camera_frames`) gives clips cleaner than real ones:
+    on a real pan every frame is encoded on its own, and canny aliases differently on every frame (the
+    sample pans' canny maps flicker 100-150x as much as the frames, ``python -m videdit.mini.probe
+    maps``); the ControlNet passes that flicker on, whatever the attention does.
+    ``images``: ``(n, H, W, 3) uint8`` stills; ``shifts``: ``(n, 2)`` float, motion per frame in *latent*
+    pixels (as the latent-space moves, so one camera serves both); ``zooms``, ``times`` as
+    :func:`camera_frames`. Returns latents ``(n * frames, C, h, w)`` float32 (the VAE's mode, scaled) and
+    canny maps ``(n * frames, H, W) uint8``, clip by clip.
+    """
+    from ..structure import get_extractor
+
+    dev = shifts.device
+    x = torch.from_numpy(images).to(dev).permute(0, 3, 1, 2).float() / 127.5 - 1
+    moved = camera_frames(x, shifts * 2 ** (len(vae.config.block_out_channels) - 1), zooms, frames, times)
+    u8 = ((moved + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
+    edges = torch.from_numpy(get_extractor("canny")(u8.permute(0, 2, 3, 1).cpu().numpy())[..., 0]).to(dev)
+    z = vae.encode(u8.float() / 127.5 - 1).latent_dist.mode() * vae.config.scaling_factor
+    return z, edges
 
 
 def train_only_self_attention(models) -> None:
@@ -123,6 +158,7 @@ def train_text_unet(args, log):
         + (f", {args.cross_frame:.0%} of steps on 3-frame camera moves" if args.cross_frame else "")
         + (f" (anchor up to {args.cross_frame_span} frames back)" if args.cross_frame and args.cross_frame_span > 2
            else "")
+        + (", made in pixels" if args.cross_frame and args.camera_pixels else "")
         + (f", training {sum(p.numel() for p in params) / 1e6:.2f} M parameters" if args.train_only != "all" else "")
         + ((", targets from the frozen initial model" + (" on single images" if args.teacher_distill == "images"
                                                             else "")) if teacher else ""))
@@ -135,6 +171,7 @@ def train_text_unet(args, log):
     if cn is not None:
         cn.train()
     nets = [unet] + ([cn] if cn is not None else [])
+    vae = load_vae(args.work).to(dev) if args.camera_pixels else None
     loop = Steps(args, log, "text-unet", opt, params, step, state, args.minutes, log_every=50)
     # Installed once: single-image steps run the same processors with one frame per clip, which
     # is plain self-attention (a frame's only key/value source is itself); only ctx.frames changes.
@@ -163,9 +200,13 @@ def train_text_unet(args, log):
                 if args.cross_frame_span > 2:  # frames at 0, j - 1, j: the engine's anchor is often far back
                     j = torch.randint(2, args.cross_frame_span + 1, (n,), generator=g, device=dev).float()
                     times = torch.stack([torch.zeros_like(j), j - 1, j], 1)
-                x0 = camera_frames(x0, shifts, zooms, frames, times)
-                if edges is not None:
-                    edges = camera_frames(edges, shifts * (edges.shape[-1] // x0.shape[-1]), zooms, frames, times)
+                if vae is not None:
+                    x0, moved_edges = rendered_camera(vae, pool_stills(args, idx, flip), shifts, zooms, frames, times)
+                    edges = None if edges is None else moved_edges
+                else:
+                    edges = None if edges is None else camera_frames(edges, shifts * (edges.shape[-1] // x0.shape[-1]),
+                                                                     zooms, frames, times)
+                    x0 = camera_frames(x0, shifts, zooms, frames, times)
                 ids, noise, t, on = (v.repeat_interleave(frames, 0) for v in (ids, noise, t, on))
             xt = sched.add_noise(x0, noise, t)
             ctx.frames = frames
