@@ -284,7 +284,8 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
                    "--pack", str(pack), "--pool", "6", "--t2v-pool", "3", "--ip-pool", "6", "--batch", "2",
                    "--t2v-batch", "1", "--workers", "2",
                    *(["--joint-cn", "0.5", "--objective", "v", "--top-attention", "--cross-frame", "0.5",
-                      "--cross-frame-span", "4", "--teacher-distill"] if joint
+                      "--cross-frame-span", "4", "--teacher-distill", "--train-only", "self-attention",
+                      "--camera-pixels"] if joint
                      else ["--joint-cn", "0"])])
     assert rc == 0
     assert {p.name for p in pack.iterdir()} == {"mini.tar", "mini-t2v.tar", "logs.tar"} | (
@@ -304,6 +305,7 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
         assert train.has_top_attention(tmp_path / "mini.tar")
         assert "3-frame camera moves (anchor up to 4 frames back)" in logs["text-unet"]
         assert "targets from the frozen initial model" in logs["text-unet"]
+        assert "made in pixels" in logs["text-unet"] and "training 0." in logs["text-unet"]
 
 
 @pytest.mark.slow

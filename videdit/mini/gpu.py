@@ -111,7 +111,8 @@ def run(args) -> int:
              + (["--cross-frame", str(args.cross_frame), "--cross-frame-span", str(args.cross_frame_span)]
                 if args.cross_frame else [])
              + (["--teacher-distill", args.teacher_distill] if args.teacher_distill else [])
-             + (["--camera-pixels"] if args.camera_pixels else []))
+             + (["--camera-pixels"] if args.camera_pixels else [])
+             + (["--train-only", args.train_only] if args.train_only != "all" else []))
     if image:
         r.start("smoke-text-unet", _cmd("text-unet", smoke, tiny, "--init-from", str(OUT), *joint))
     r.start("smoke-t2v", _cmd("t2v", smoke, tiny, "--init-from", str(OUT_T2V), "--base", str(OUT),
@@ -251,6 +252,8 @@ def main(argv=None) -> int:
     ap.add_argument("--teacher-distill", nargs="?", const="all", choices=["all", "images"], default=None,
                     help="the image UNet learns from the frozen shipped model instead of the data (train's flag; "
                     "'images': on single images only; see the videdit-mini card's twelfth and thirteenth sessions)")
+    ap.add_argument("--train-only", choices=["all", "self-attention"], default="all",
+                    help="which parameters of the image UNet and ControlNet train (train's flag)")
     ap.add_argument("--camera-pixels", action="store_true",
                     help="camera moves made in pixels, each frame encoded and edge-detected on its own (train's flag)")
     ap.add_argument("--objective", choices=("eps", "v"), default=None,
