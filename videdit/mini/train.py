@@ -224,6 +224,7 @@ def _render_scene(item):
 
 
 def pool_seed(args, scene: int) -> int:
+    """The data seed of the pool's scene number ``scene`` (all its palettes come from it)."""
     return args.seed * 100_000 + scene
 
 
