@@ -208,6 +208,8 @@ def test_eval_clip_seed_reaches_the_clip_restyles(monkeypatch, tmp_path):
         ratios = [r["consistency_ratio"] for r in report["clips"]]
         assert [r["seed"] for r in report["clips"]] == [7, 8] and ratios[0] != ratios[1]
         assert report["clip_means"][0]["consistency_ratio"] == pytest.approx(sum(ratios) / 2)
+        f1s = [r["edge_f1"] for r in report["clips"]]
+        assert report["clip_means"][0]["edge_f1"] == pytest.approx(sum(f1s) / 2)
         with pytest.raises(SystemExit):
             ev.main(["--scenes", "0", "--clips", "shapes", "--clip-seed", "1,1"])
         seen.clear()  # other cross-frame modes, each against the same none
@@ -820,5 +822,7 @@ def test_camera_moves_in_pixels_are_encoded_and_edge_detected_frame_by_frame():
     assert not np.array_equal(edges[2].numpy(), moved_map[2].numpy())
     args = types.SimpleNamespace(seed=3, palettes=2)
     stills = train_unet.pool_stills(args, torch.tensor([0, 3]), flip=True)
-    want = [data.sample(train.pool_seed(args, 0), train.SIZE, 2)[0][0], data.sample(train.pool_seed(args, 1), train.SIZE, 2)[1][0]]
-    assert np.array_equal(stills, np.stack(want)[:, :, ::-1])
+    whole = [data.sample(train.pool_seed(args, k), train.SIZE, 2) for k in (0, 1)]  # every palette rendered
+    assert np.array_equal(stills, np.stack([whole[0][0][0], whole[1][1][0]])[:, :, ::-1])
+    one = data.sample(train.pool_seed(args, 1), train.SIZE, 2, only=1)  # that palette alone: the same tuple
+    assert one[3] == whole[1][1][3] and all(np.array_equal(a, b) for a, b in zip(one[:3], whole[1][1][:3]))

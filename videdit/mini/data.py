@@ -250,16 +250,18 @@ def colour_prompt(colour: str, background: str = "black") -> str:
     return f"{colour} shapes on a {background} background"
 
 
-def sample(seed: int, size: int = 128, palettes: int = 4):
-    """One scene under ``palettes`` palettes: list of ``(image, depth, mask, caption)``."""
+def sample(seed: int, size: int = 128, palettes: int = 4, only: int | None = None):
+    """One scene under ``palettes`` palettes: list of ``(image, depth, mask, caption)``; with ``only``,
+    just that palette's tuple (the others are still drawn, so it is the same, but not rendered)."""
     rng = np.random.default_rng(seed)
     scene = random_scene(rng, size)
     out = []
-    for _ in range(palettes):
+    for p in range(palettes):
         pal = random_palette(rng, scene)
-        img, depth, mask = render(scene, pal)
-        out.append((img, depth, mask, caption(rng, scene, pal)))
-    return out
+        text = caption(rng, scene, pal)  # render draws nothing from rng: the order does not matter
+        if only is None or p == only:
+            out.append((*render(scene, pal), text))
+    return out[0] if only is not None else out
 
 
 _PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "immunohistochemistry", "cat", "camera")

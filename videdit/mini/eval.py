@@ -100,6 +100,11 @@ def _key(mode: str) -> str:
     return mode.replace("-", "_")
 
 
+def clip_path(name: str) -> Path:
+    """A sample clip's name (``shapes``) or an .mp4 path (a validation clip) -> the file."""
+    return Path(name) if name.endswith(".mp4") else ROOT / "samples" / f"{name}.mp4"
+
+
 def eval_clip(pipe, name: str, prompt: str, max_frames: int | None, modes=("sparse-causal",), **opts) -> dict:
     """Restyle a clip under ``none`` and each cross-frame mode of ``modes`` (sparse-causal, the acceptance
     mode, always): warp errors ``warp_<mode>`` and ``ratio_<mode>`` against none (``consistency_ratio``
@@ -107,7 +112,7 @@ def eval_clip(pipe, name: str, prompt: str, max_frames: int | None, modes=("spar
     from ..io import read_video
     from ..metrics import structure_fidelity, warp_errors
 
-    path = Path(name) if name.endswith(".mp4") else ROOT / "samples" / f"{name}.mp4"  # a validation clip
+    path = clip_path(name)
     res = {"clip": name, "prompt": prompt}
     outs = {}
     for mode in dict.fromkeys(("sparse-causal", *modes, "none")):
@@ -309,11 +314,12 @@ def main(argv=None):
                       f"ratio {m}/none {r['ratio_' + _key(m)]:.2f}")
             rows.append(r)
         if len(rows) > 1:
-            keys = ("consistency_ratio", "warp_sparse_causal", "warp_none",
+            keys = ("consistency_ratio", "warp_sparse_causal", "warp_none", "edge_f1",
                     *(f"{k}_{_key(m)}" for m in extra for k in ("warp", "ratio")))
             mean = {k: float(np.mean([r[k] for r in rows])) for k in keys}
             print(f"  mean over seeds {','.join(str(r['seed']) for r in rows)}: ratio {mean['consistency_ratio']:.2f}, "
-                  f"warp error sparse-causal {mean['warp_sparse_causal']:.5f}, none {mean['warp_none']:.5f}"
+                  f"warp error sparse-causal {mean['warp_sparse_causal']:.5f}, none {mean['warp_none']:.5f}, "
+                  f"edge F1 {mean['edge_f1']:.3f}"
                   + "".join(f"; {m} ratio {mean['ratio_' + _key(m)]:.2f}" for m in extra))
             report.setdefault("clip_means", []).append({"clip": c, **mean})
         report["clips"] += rows

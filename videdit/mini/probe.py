@@ -37,7 +37,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .train import OUT, ROOT, objective_of, scheduler
+from .eval import clip_path
+from .train import OUT, objective_of, scheduler
 from .train_t2v import OUT_T2V
 
 PROMPTS = ("red shapes on a black background", "blue shapes on a black background",
@@ -271,7 +272,7 @@ def structure(pipeline: str, guidance: float | None) -> None:
     from ..metrics import structure_fidelity
 
     pipe = load_pipeline(pipeline, device="cpu")
-    path = str(ROOT / "samples" / "shapes.mp4")
+    path = str(clip_path("shapes"))
     src = read_video(path, max_frames=4).frames
     opts = {} if guidance is None else {"guidance": guidance}
     print(f"{pipeline} (guidance {guidance or 'recipe'}): edge F1 of 4 frames of shapes.mp4")
@@ -294,7 +295,7 @@ def maps(clips: list[str], side: int = 128, fine: int = 4) -> None:
     canny = get_extractor("canny", low=100, high=200)
     print(f"warp error of canny maps, {side} px (fine: canny at {fine * side} px, area-averaged down)")
     for clip in clips:
-        path = clip if clip.endswith(".mp4") else str(ROOT / "samples" / f"{clip}.mp4")
+        path = str(clip_path(clip))
         small = read_video(path, max_side=side).frames
         h, w = small.shape[1:3]
         big = canny(read_video(path, max_side=fine * side).frames)

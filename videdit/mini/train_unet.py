@@ -64,7 +64,7 @@ def pool_stills(args, idx: torch.Tensor, flip: bool) -> np.ndarray:
     """The pool's images ``idx`` rendered again (the pool keeps latents only): ``(n, H, W, 3) uint8``."""
     from . import data
 
-    imgs = np.stack([data.sample(pool_seed(args, i // args.palettes), SIZE, args.palettes)[i % args.palettes][0]
+    imgs = np.stack([data.sample(pool_seed(args, i // args.palettes), SIZE, args.palettes, only=i % args.palettes)[0]
                      for i in idx.tolist()])
     return np.ascontiguousarray(imgs[:, :, ::-1]) if flip else imgs
 
