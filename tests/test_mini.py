@@ -287,7 +287,7 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
                    "--t2v-batch", "1", "--workers", "2",
                    *(["--joint-cn", "0.5", "--objective", "v", "--top-attention", "--cross-frame", "0.5",
                       "--cross-frame-span", "4", "--teacher-distill", "--train-only", "self-attention",
-                      "--camera-pixels"] if joint
+                      "--camera-pixels", "--camera-speed", "0.5"] if joint
                      else ["--joint-cn", "0"])])
     assert rc == 0
     assert {p.name for p in pack.iterdir()} == {"mini.tar", "mini-t2v.tar", "logs.tar"} | (
@@ -308,6 +308,7 @@ def test_gpu_schedule_runs_end_to_end_on_a_toy_budget(tmp_path, joint):
         assert "3-frame camera moves (anchor up to 4 frames back)" in logs["text-unet"]
         assert "targets from the frozen initial model" in logs["text-unet"]
         assert "made in pixels" in logs["text-unet"] and "training 0." in logs["text-unet"]
+        assert "camera speed 0.5" in logs["text-unet"]
 
 
 @pytest.mark.slow
@@ -388,6 +389,32 @@ def test_camera_frames_move_and_zoom_the_still():
 
     with pytest.raises(SystemExit, match="--cross-frame-span"):
         train.main(["--stage", "text-unet", "--cross-frame-span", "1"])
+    with pytest.raises(SystemExit, match="--camera-speed"):
+        train.main(["--stage", "text-unet", "--camera-speed", "0"])
+
+
+def test_camera_speed_scales_the_drawn_moves():
+    """``--camera-speed s``: the same draws as speed 1 with the motion and the log-zoom times s (the
+    clips that only pan stay unzoomed), inside the bounds the flag names; ``span`` picks the frame times."""
+    import math
+
+    import torch
+
+    from videdit.mini.train_unet import camera_draws
+
+    def draw(speed, span=2):
+        return camera_draws(4000, torch.Generator().manual_seed(3), speed, span)
+
+    base, slow = draw(1.0), draw(0.125)
+    assert torch.allclose(slow[0], base[0] * 0.125) and torch.allclose(slow[1].log(), base[1].log() * 0.125, atol=1e-6)
+    assert slow[2] is None and base[2] is None
+    for (shifts, zooms, _), s in ((base, 1.0), (slow, 0.125)):
+        assert shifts.abs().max() <= 2 * s and shifts.abs().max() > 1.9 * s
+        assert zooms.log().abs().max() <= s * math.log(1.1) + 1e-6
+        assert 0.2 < (zooms == 1).float().mean() < 0.3  # a quarter pan only
+    times = draw(0.5, span=8)[2]
+    assert torch.equal(times[:, 0], torch.zeros(4000)) and torch.equal(times[:, 2] - times[:, 1], torch.ones(4000))
+    assert times[:, 2].min() == 2 and times[:, 2].max() == 8
 
 
 def test_top_attention_starts_as_the_exported_unet(tmp_path):

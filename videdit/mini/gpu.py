@@ -112,6 +112,7 @@ def run(args) -> int:
                 if args.cross_frame else [])
              + (["--teacher-distill", args.teacher_distill] if args.teacher_distill else [])
              + (["--camera-pixels"] if args.camera_pixels else [])
+             + (["--camera-speed", str(args.camera_speed)] if args.camera_speed != 1 else [])
              + (["--train-only", args.train_only] if args.train_only != "all" else []))
     if image:
         r.start("smoke-text-unet", _cmd("text-unet", smoke, tiny, "--init-from", str(OUT), *joint))
@@ -254,6 +255,7 @@ def main(argv=None) -> int:
                     "'images': on single images only; see the videdit-mini card's twelfth and thirteenth sessions)")
     ap.add_argument("--train-only", choices=["all", "self-attention"], default="all",
                     help="which parameters of the image UNet and ControlNet train (train's flag)")
+    ap.add_argument("--camera-speed", type=float, default=1.0, help="scale of the camera moves (train's flag)")
     ap.add_argument("--camera-pixels", action="store_true",
                     help="camera moves made in pixels, each frame encoded and edge-detected on its own (train's flag)")
     ap.add_argument("--objective", choices=("eps", "v"), default=None,

@@ -457,6 +457,8 @@ def main(argv=None):
                     help="text-unet stage: camera-move clips are frames 0, j - 1 and j of the move, j drawn from "
                     "2..SPAN, so the anchor (frame 0) can be far from the frame that attends to it, as in the "
                     "engine, where every window attends to the clip's first frame (2: frames 0, 1, 2)")
+    ap.add_argument("--camera-speed", type=float, default=1.0, help="text-unet stage: scale of the camera moves' "
+                    "motion and log-zoom per frame (1: up to 16 px, +-10 %%; the sample clips: about a tenth)")
     ap.add_argument("--camera-pixels", action="store_true", help="text-unet stage: make camera moves in pixels, "
                     "each frame VAE-encoded and edge-detected on its own (the engine's conditions)")
     ap.add_argument("--teacher-distill", nargs="?", const="all", choices=["all", "images"], default=None,
@@ -500,22 +502,21 @@ def main(argv=None):
     ap.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
                     help="bf16 autocast (default: on for CUDA)")
     ap.add_argument("--workers", type=int, default=1, help="processes rendering the training pools")
-    ap.add_argument("--init-from", type=Path, default=None,
-                    help="fine-tune the stage's exported weights in this directory (a videdit-mini or "
-                    "-t2v export) instead of starting from scratch")
+    ap.add_argument("--init-from", type=Path, default=None, help="fine-tune the stage's exported weights in this "
+                    "directory (a videdit-mini or -t2v export) instead of starting from scratch")
     ap.add_argument("--prepare", action="store_true", help="only render and cache the stages' training pools")
-    ap.add_argument("--until", type=float, default=None,
-                    help="wall-clock deadline (epoch seconds) for each stage's training loop")
+    ap.add_argument("--until", type=float, default=None, help="wall-clock deadline (epoch seconds) of each stage")
     ap.add_argument("--no-export", action="store_true")
     ap.add_argument("--work", type=Path, default=WORK, help="checkpoints, logs and trained parts (default .mini-train/)")
     ap.add_argument("--out", type=Path, default=OUT, help="where the components are exported")
-    ap.add_argument("--soup-with", type=Path, default=None,
-                    help="--stage soup: the export whose UNet, text encoder and edge ControlNet are averaged "
-                    "into --out's")
+    ap.add_argument("--soup-with", type=Path, default=None, help="--stage soup: the export whose UNet, text "
+                    "encoder and edge ControlNet are averaged into --out's")
     ap.add_argument("--soup-weight", type=float, default=0.5, help="--stage soup: the weight of --soup-with")
     args = ap.parse_args(argv)
     if args.cross_frame_span < 2:
         raise SystemExit(f"--cross-frame-span must be >= 2 (got {args.cross_frame_span})")
+    if not args.camera_speed > 0:  # nan too
+        raise SystemExit(f"--camera-speed must be > 0 (got {args.camera_speed})")
     if args.teacher_distill and not args.init_from:
         raise SystemExit("--teacher-distill learns from the model it starts from: give --init-from DIR")
     if args.consistency_loss and not args.cross_frame:

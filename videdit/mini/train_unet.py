@@ -60,6 +60,27 @@ def camera_frames(x: torch.Tensor, shifts: torch.Tensor, zooms: torch.Tensor, fr
     return out[:, 0] if squeeze else out
 
 
+def camera_draws(n: int, g: torch.Generator, speed: float = 1.0, span: int = 2):
+    """The camera of ``n`` 3-frame clips: ``(shifts (n, 2), zooms (n,), times (n, 3) or None)`` for
+    :func:`camera_frames`, on ``g``'s device.
+
+    At ``speed`` 1, up to 2 latent pixels (16 px) of motion per frame either way and zooms of +-10 %
+    per frame, a quarter of the clips panning only; ``speed`` scales the motion and the log-zoom (the
+    sample clips move 0.1-0.2 latent pixels and zoom 0.4-1.2 % per frame). ``span`` > 2: the frames
+    are taken at 0, j - 1 and j, j drawn from 2..span, as the engine's anchor is often far back.
+    """
+    dev = g.device
+    shifts = (torch.rand(n, 2, generator=g, device=dev) * 4 - 2) * speed
+    zooms = torch.exp((torch.rand(n, generator=g, device=dev) * 2 - 1) * (math.log(1.1) * speed))
+    still = torch.rand(n, generator=g, device=dev) < 0.25
+    zooms = torch.where(still, torch.ones_like(zooms), zooms)
+    times = None
+    if span > 2:
+        j = torch.randint(2, span + 1, (n,), generator=g, device=dev).float()
+        times = torch.stack([torch.zeros_like(j), j - 1, j], 1)
+    return shifts, zooms, times
+
+
 def pool_stills(args, idx: torch.Tensor, flip: bool) -> np.ndarray:
     """The pool's images ``idx`` rendered again (the pool keeps latents only): ``(n, H, W, 3) uint8``."""
     from . import data
@@ -159,6 +180,7 @@ def train_text_unet(args, log):
         + (f" (anchor up to {args.cross_frame_span} frames back)" if args.cross_frame and args.cross_frame_span > 2
            else "")
         + (", made in pixels" if args.cross_frame and args.camera_pixels else "")
+        + (f", camera speed {args.camera_speed:g}" if args.cross_frame and args.camera_speed != 1 else "")
         + (f", training {sum(p.numel() for p in params) / 1e6:.2f} M parameters" if args.train_only != "all" else "")
         + ((", targets from the frozen initial model" + (" on single images" if args.teacher_distill == "images"
                                                             else "")) if teacher else ""))
@@ -191,15 +213,8 @@ def train_text_unet(args, log):
             t = torch.randint(0, 1000, (n,), generator=g, device=dev)
             on = (torch.rand(n, generator=g, device=dev) < args.joint_cn).float()[:, None, None, None]
             edges = None if cn is None else (edges_all[idx].flip(-1) if flip else edges_all[idx])
-            if frames > 1:  # camera moves: up to 2 latent pixels (16 px) per frame either way, zooms of +-10 %
-                shifts = (torch.rand(n, 2, generator=g, device=dev) * 4 - 2)
-                zooms = torch.exp((torch.rand(n, generator=g, device=dev) * 2 - 1) * math.log(1.1))
-                still = torch.rand(n, generator=g, device=dev) < 0.25  # a quarter of the clips pan only
-                zooms = torch.where(still, torch.ones_like(zooms), zooms)
-                times = None
-                if args.cross_frame_span > 2:  # frames at 0, j - 1, j: the engine's anchor is often far back
-                    j = torch.randint(2, args.cross_frame_span + 1, (n,), generator=g, device=dev).float()
-                    times = torch.stack([torch.zeros_like(j), j - 1, j], 1)
+            if frames > 1:
+                shifts, zooms, times = camera_draws(n, g, args.camera_speed, args.cross_frame_span)
                 if vae is not None:
                     x0, moved_edges = rendered_camera(vae, pool_stills(args, idx, flip), shifts, zooms, frames, times)
                     edges = None if edges is None else moved_edges
