@@ -66,7 +66,7 @@ def camera_draws(n: int, g: torch.Generator, speed: float = 1.0, span: int = 2):
 
     At ``speed`` 1, up to 2 latent pixels (16 px) of motion per frame either way and zooms of +-10 %
     per frame, a quarter of the clips panning only; ``speed`` scales the motion and the log-zoom (the
-    sample clips move 0.1-0.2 latent pixels and zoom 0.4-1.2 % per frame). ``span`` > 2: the frames
+    sample clips move 0.06-0.16 latent pixels (0.5-1.3 px) and zoom 0.4-1.2 % per frame). ``span`` > 2: the frames
     are taken at 0, j - 1 and j, j drawn from 2..span, as the engine's anchor is often far back.
     """
     dev = g.device
