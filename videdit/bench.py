@@ -250,8 +250,9 @@ def render_core(r: dict) -> str:
         "Why `sparse-causal` costs what it costs: every spatial self-attention (`attn1`) of frames 2.. attends to "
         "twice the keys/values (frame 0 and the previous frame; frames 0 and 1 see frame 0 once), so a step costs "
         "about 1 + (attn1's share of the step) x (F - 2) / F for a window of F frames (the recipes use 8). That "
-        "share is small in videdit-mini (attention only at 16x16 latents and below, on 128 px frames), about a fifth of an SD 1.5 UNet "
-        "pass at 512x512 on this CPU, and most of the tiny random model, whose convolutions are almost free. "
+        "share is small in videdit-mini (attention only at 16x16 latents and below, on 128 px frames), about a "
+        "fifth of an SD 1.5 UNet pass at 512x512 on this CPU, and most of the tiny random model, whose "
+        "convolutions are almost free. "
         "`first` keeps the key count (one frame) and costs about the same as `none`.",
         "",
     ])

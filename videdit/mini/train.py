@@ -19,7 +19,7 @@ Stages:
   ``--joint-cn P`` (the edge ControlNet in the same steps), ``--top-attention`` (attention at
   the first level as well) and ``--cross-frame P`` (a fraction of steps on 3-frame camera
   moves, pans and zooms, under the engine's sparse-causal attention; ``--camera-pixels``: made
-  in pixels and encoded frame by frame, as the engine sees a real pan).
+  in pixels and encoded frame by frame, as the engine sees a real pan; ``--camera-speed``: their pace).
 - ``controlnet``: ``ControlNetModel.from_unet`` copies, trained with everything
   else frozen: one on ``get_extractor("canny")`` of the renders (the signal the
   recipe feeds it at inference), one on the depth-by-construction map.

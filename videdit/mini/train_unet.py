@@ -105,6 +105,7 @@ def rendered_camera(vae, images: np.ndarray, shifts: torch.Tensor, zooms: torch.
     :func:`camera_frames`. Returns latents ``(n * frames, C, h, w)`` float32 (the VAE's mode, scaled) and
     canny maps ``(n * frames, H, W) uint8``, clip by clip.
     """
+    from ..core.conditioning import vae_encode
     from ..structure import get_extractor
 
     dev = shifts.device
@@ -112,8 +113,7 @@ def rendered_camera(vae, images: np.ndarray, shifts: torch.Tensor, zooms: torch.
     moved = camera_frames(x, shifts * 2 ** (len(vae.config.block_out_channels) - 1), zooms, frames, times)
     u8 = ((moved + 1) * 127.5).round().clamp(0, 255).to(torch.uint8)
     edges = torch.from_numpy(get_extractor("canny")(u8.permute(0, 2, 3, 1).cpu().numpy())[..., 0]).to(dev)
-    z = vae.encode(u8.float() / 127.5 - 1).latent_dist.mode() * vae.config.scaling_factor
-    return z, edges
+    return vae_encode(vae, u8.float() / 127.5 - 1, chunk=len(u8)), edges  # the engine's own encode
 
 
 def train_only_self_attention(models) -> None:
