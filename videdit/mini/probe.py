@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.conditioning import vae_encode
 from .eval import clip_path
 from .train import OUT, objective_of, scheduler
 from .train_t2v import OUT_T2V
@@ -101,7 +102,7 @@ def temporal(ref, clips: int = 6, frames: int = 16) -> None:
     vae = AutoencoderKL.from_pretrained(t2v / "vae").float()
     items = [motion.motion_sample(777000 + i, frames) for i in range(clips)]
     with torch.no_grad():
-        z = torch.stack([vae.encode(to_tensor(v)).latent_dist.mode() * vae.config.scaling_factor for v, _ in items])
+        z = torch.stack([vae_encode(vae, to_tensor(v), chunk=len(v)) for v, _ in items])
     real = z.permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
     pick = torch.randint(0, clips, (clips, frames))
     mixed = torch.stack([torch.stack([real[pick[b, f], :, f] for f in range(frames)], 1) for b in range(clips)])
@@ -141,7 +142,7 @@ def direction(ref, per_direction: int = 6, frames: int = 16) -> None:
     opposite = [motion.mirrored_caption(c, reverse=True) for c in captions]
     vae = AutoencoderKL.from_pretrained(t2v / "vae").float()
     with torch.no_grad():
-        z = torch.stack([vae.encode(to_tensor(v)).latent_dist.mode() * vae.config.scaling_factor for v in clips])
+        z = torch.stack([vae_encode(vae, to_tensor(v), chunk=len(v)) for v in clips])
     real = z.permute(0, 2, 1, 3, 4)  # (B, C, F, h, w)
     unet = _t2v_unet(recipe)
     te = CLIPTextModel.from_pretrained(t2v / "text_encoder").float()
@@ -248,7 +249,7 @@ def adapter(base: Path, pairs: int = 64) -> None:
     unet, enc = pipe.unet.float(), pipe.image_encoder.float()
     items = [_render_pair(123456789 + i) for i in range(pairs)]
     with torch.no_grad():
-        x0 = vae.encode(to_tensor(np.stack([it[0] for it in items]))).latent_dist.mode() * vae.config.scaling_factor
+        x0 = vae_encode(vae, to_tensor(np.stack([it[0] for it in items])), chunk=len(items))
         img = enc(torch.from_numpy(np.stack([it[1] for it in items])).float()).image_embeds
         empty = te(tokenize(tok, [""]))[0].expand(pairs, -1, -1)
         caption = te(tokenize(tok, [it[3] for it in items]))[0]

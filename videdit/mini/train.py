@@ -48,6 +48,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.conditioning import vae_encode
 from . import data
 from .loop import (OBJECTIVES, WEIGHTINGS, Log, Steps, adamw, batched, cached_pool, load_ckpt, process_map, setup_device,
                    to_tensor)
@@ -237,7 +238,7 @@ def _render_pool(args, log) -> dict:
         vae.to(args.dev)
         for chunk in batched(pmap(_render_scene, items), max(1, 256 // args.palettes)):
             imgs = np.concatenate([c[0] for c in chunk])
-            z = vae.encode(to_tensor(imgs).to(args.dev)).latent_dist.mode() * vae.config.scaling_factor
+            z = vae_encode(vae, to_tensor(imgs).to(args.dev), chunk=len(imgs))
             lat.append(z.half().cpu().numpy())
             for c in chunk:
                 depths.append(c[1]), caps.extend(c[2]), edges.append(c[3])

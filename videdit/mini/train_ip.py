@@ -38,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.conditioning import vae_encode
 from . import data
 from .loop import (Steps, adamw, autocast, batched, cached_pool, diffusion_loss, ema_update, load_ckpt, process_map,
                    step_draws, to_tensor, tokenize, weighted_mse)
@@ -153,7 +154,7 @@ def _render_pairs(args, log, vae) -> dict:
         vae.to(args.dev)
         for items in batched(pmap(_render_pair, seeds), 256):
             targets = to_tensor(np.stack([it[0] for it in items])).to(args.dev)
-            lat.append((vae.encode(targets).latent_dist.mode() * vae.config.scaling_factor).half().cpu().numpy())
+            lat.append(vae_encode(vae, targets, chunk=len(targets)).half().cpu().numpy())
             refs.append(np.stack([it[1] for it in items])), own.append(np.stack([it[2] for it in items]))
             caps += [it[3] for it in items]
     return {"latents": np.concatenate(lat), "refs": np.concatenate(refs), "self_refs": np.concatenate(own),

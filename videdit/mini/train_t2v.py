@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..core.conditioning import vae_encode
 from . import motion
 from .loop import (Steps, autocast, batched, cached_pool, diffusion_loss, ema_update, process_map, step_draws, to_tensor,
                    tokenize)
@@ -137,7 +138,7 @@ def _render_clips(args, log, vae) -> dict:
         vae.to(args.dev)
         for chunk in batched(pmap(_render_clip, items), 16):
             video = np.concatenate([v for v, _ in chunk])
-            z = vae.encode(to_tensor(video).to(args.dev)).latent_dist.mode() * vae.config.scaling_factor
+            z = vae_encode(vae, to_tensor(video).to(args.dev), chunk=len(video))
             lat.append(z.half().cpu().numpy().reshape(len(chunk), args.t2v_frames, *z.shape[1:]))
             caps += [c for _, c in chunk]
             if len(caps) % 2000 < len(chunk):
