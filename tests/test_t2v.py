@@ -380,6 +380,26 @@ def test_mixed_noise_shares_the_asked_fraction():
         DiffusionOptions(noise_share=1.5)
 
 
+def test_noise_flags_outrank_the_recipes_noise_share():
+    """``--independent-noise`` on a recipe with ``noise_share = 1`` (both mini recipes set a share)
+    gives independent noise; ``--shared-noise`` gives 1; an explicit share outranks a recipe's
+    ``shared_noise``; a flag that contradicts an explicit share is refused."""
+    from videdit.core.recipes import load_recipe
+    from videdit.errors import UsageError
+    from videdit.options import DiffusionOptions
+
+    mini = load_recipe("mini").defaults
+    assert mini["noise_share"] == 1.0  # the case this guards: a recipe share the flag must override
+    assert DiffusionOptions().resolved(mini).initial_noise_share == 1.0
+    assert DiffusionOptions(shared_noise=False).resolved(mini).initial_noise_share == 0.0
+    assert DiffusionOptions(shared_noise=True).resolved({"noise_share": 0.5}).initial_noise_share == 1.0
+    assert DiffusionOptions(noise_share=0.25).resolved({"shared_noise": True}).initial_noise_share == 0.25
+    assert DiffusionOptions().resolved({"shared_noise": True}).initial_noise_share == 1.0
+    assert DiffusionOptions().resolved({}).initial_noise_share == 0.0
+    with pytest.raises(UsageError, match="--independent-noise means --noise-share 0"):
+        DiffusionOptions(shared_noise=False, noise_share=0.5)
+
+
 def test_temporal_positions_are_diffusers_sinusoidal_block_and_break_time_symmetry():
     """TemporalPositionProcessor on a plain temporal transformer gives exactly what diffusers builds
     with ``positional_embeddings="sinusoidal"`` (AnimateDiff's motion modules), independent oracle;

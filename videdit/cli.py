@@ -177,8 +177,8 @@ def diffusion_options(f):
         click.option("--consistency", type=click.Choice(["none", "first", "sparse-causal", "full", "window"]),
                      help="Cross-frame attention (recipe default; sparse-causal for restyle)."),
         click.option("--shared-noise/--independent-noise", default=None,
-                     help="One initial noise for every frame (less flicker; Text2Video-Zero) or one per frame "
-                          "(recipe default)."),
+                     help="One initial noise for every frame (less flicker; Text2Video-Zero) or one per frame: "
+                          "--noise-share 1 or 0 (default: the recipe's share)."),
         click.option("--noise-share", type=float, default=None,
                      help="Fraction (0-1) of the initial noise common to all frames, the rest per frame "
                           "(PYoCo's mixed noise; recipe default)."),

@@ -169,7 +169,7 @@ class DiffusionOptions:
     eta: float | None = None
 
     BUILTIN = {"strength": 0.8, "steps": 20, "guidance": 7.5, "consistency": "sparse-causal", "window": 2,
-               "structure_detail": 0, "chunk": 8, "overlap": 2, "shared_noise": False, "noise_share": 0.0,
+               "structure_detail": 0, "chunk": 8, "overlap": 2, "noise_share": 0.0,
                "decode_chunk_size": 8, "frames": 16, "fps": 8.0, "eta": 0.0}
 
     def __post_init__(self):
@@ -212,11 +212,17 @@ class DiffusionOptions:
             raise UsageError(f"--fps: must be in (0, 240] (got {self.fps})")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
             raise UsageError(f"--seed: must be a whole number >= 0 (got {self.seed!r})")
+        if self.shared_noise is not None:  # the flag is a name for noise_share 1 or 0
+            want = 1.0 if self.shared_noise else 0.0
+            if self.noise_share is not None and float(self.noise_share) != want:
+                flag = "--shared-noise" if self.shared_noise else "--independent-noise"
+                raise UsageError(f"{flag} means --noise-share {want:g}, not {self.noise_share}; give one of them")
+            set_(self, "noise_share", want)
 
     @property
     def initial_noise_share(self) -> float:
-        """Fraction of the initial noise common to all frames: 1 with ``shared_noise``, else ``noise_share``."""
-        return 1.0 if self.shared_noise else float(self.noise_share or 0.0)
+        """Fraction of the initial noise common to all frames (``shared_noise`` has set ``noise_share``)."""
+        return float(self.noise_share or 0.0)
 
     def resolved(self, defaults: dict | None = None) -> "DiffusionOptions":
         """A copy with every ``None`` field taken from ``defaults`` (a recipe's), then built-ins."""
@@ -225,11 +231,17 @@ class DiffusionOptions:
         defaults = defaults or {}
         fill = {}
         for name in self.__dataclass_fields__:
+            # An explicit noise share (or --shared/--independent-noise, which set it) outranks a
+            # recipe's shared_noise: filling that in would override the user's choice.
+            if name == "shared_noise" and self.noise_share is not None:
+                continue
             if getattr(self, name) is None:
                 if name in defaults:
                     fill[name] = defaults[name]
                 elif name in self.BUILTIN:
                     fill[name] = self.BUILTIN[name]
+        if "shared_noise" in fill and "noise_share" not in defaults:
+            fill.pop("noise_share", None)  # the recipe's shared_noise sets it
         if not self.negative_prompt and defaults.get("negative_prompt"):
             fill["negative_prompt"] = defaults["negative_prompt"]
         if "size" in fill and isinstance(fill["size"], list):

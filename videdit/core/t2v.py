@@ -147,7 +147,7 @@ def generate_latents(comps: Components, opts: DiffusionOptions, ctx: FrameContex
     would still noise ``clean`` to the first timestep).
 
     ``noise``: ``(F, C, h, w)`` initial noise; default :func:`frame_noise` of
-    ``opts.seed`` per frame number (``opts.shared_noise``: frame 0's for all).
+    ``opts.seed`` per frame number, ``opts.noise_share`` of it common to all frames.
     ``embeds``: precomputed prompt embeddings (default: encoded here).
     Cross-frame attention ``opts.consistency`` is installed on the UNet's spatial
     self-attention for the call (``ctx``: its :class:`FrameContext`, made if None);
