@@ -244,6 +244,9 @@ def main(argv=None):
     ap.add_argument("--structure-detail", type=int, default=None,
                     help="coarsen the control maps by this level, 0-7 (Gen-1's structure knob)")
     ap.add_argument("--shared-noise", action="store_true", default=None, help="one initial noise for every frame")
+    ap.add_argument("--chunk", type=int, default=None, help="frames per window (the recipe's 8; a clip's length or "
+                    "more: one window, no borders)")
+    ap.add_argument("--overlap", type=int, default=None, help="frames shared by neighbouring windows (the recipe's 2)")
     ap.add_argument("--sheet", default=None, help="write a source/output contact sheet PNG of the first clip here")
     ap.add_argument("--scene-sheet", default=None, help="write a contact sheet of held-out scenes here")
     ap.add_argument("--t2v", type=int, default=0, help="held-out direction captions for videdit-mini-t2v")
@@ -272,7 +275,7 @@ def main(argv=None):
 
     torch.set_num_threads(args.threads)
     opts = {k: getattr(args, k) for k in ("strength", "guidance", "steps", "shared_noise", "noise_share",
-                                          "structure_scale", "structure_detail")
+                                          "structure_scale", "structure_detail", "chunk", "overlap")
             if getattr(args, k) is not None}
     t0 = time.time()
     pipe = load_pipeline(args.pipeline, device="cpu")
