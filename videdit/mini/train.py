@@ -29,10 +29,9 @@ the UNet3D (``--stage t2v``); ``train_ip`` the IP-Adapter (``--stage ip-adapter`
 
 Every stage is seeded and resumable: a checkpoint in ``<work>/<stage>.pt`` (``--work``, default
 ``.mini-train/``) is written every ``--save-every`` steps and at the end; rerunning continues from it
-until the stage's step budget or ``--minutes`` (wall time of this run) is used.
-The loss is logged (``<work>/<stage>.log``, and stdout). Unless ``--no-export``,
-the components are written afterwards, fp16 safetensors, into ``--out`` (default
-``pipelines/videdit-mini/``).
+until the stage's step budget or ``--minutes`` (wall time of this run) is used. The loss is logged
+(``<work>/<stage>.log``, and stdout). Unless ``--no-export``, the components are written afterwards,
+fp16 safetensors, into ``--out`` (default ``pipelines/videdit-mini/``).
 """
 
 from __future__ import annotations
