@@ -228,20 +228,17 @@ class DiffusionOptions:
         """A copy with every ``None`` field taken from ``defaults`` (a recipe's), then built-ins."""
         from dataclasses import replace
 
-        defaults = defaults or {}
+        defaults = dict(defaults or {})
+        if defaults.get("shared_noise") is not None:  # a recipe's flag is a name for its share, as the user's is
+            defaults.setdefault("noise_share", 1.0 if defaults["shared_noise"] else 0.0)
+        defaults.pop("shared_noise", None)
         fill = {}
         for name in self.__dataclass_fields__:
-            # An explicit noise share (or --shared/--independent-noise, which set it) outranks a
-            # recipe's shared_noise: filling that in would override the user's choice.
-            if name == "shared_noise" and self.noise_share is not None:
-                continue
             if getattr(self, name) is None:
                 if name in defaults:
                     fill[name] = defaults[name]
                 elif name in self.BUILTIN:
                     fill[name] = self.BUILTIN[name]
-        if "shared_noise" in fill and "noise_share" not in defaults:
-            fill.pop("noise_share", None)  # the recipe's shared_noise sets it
         if not self.negative_prompt and defaults.get("negative_prompt"):
             fill["negative_prompt"] = defaults["negative_prompt"]
         if "size" in fill and isinstance(fill["size"], list):

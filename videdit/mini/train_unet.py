@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..core.conditioning import vae_encode
 from .loop import (Steps, adamw, autocast, diffusion_loss, ema_update, load_ckpt, predicted_x0, prediction_target,
                    step_draws, tokenize, weighted_mse)
 from .train import (SIZE, build_text, has_top_attention, init_from_export, joint_training, load_vae, make_pool,
@@ -105,7 +106,6 @@ def rendered_camera(vae, images: np.ndarray, shifts: torch.Tensor, zooms: torch.
     :func:`camera_frames`. Returns latents ``(n * frames, C, h, w)`` float32 (the VAE's mode, scaled) and
     canny maps ``(n * frames, H, W) uint8``, clip by clip.
     """
-    from ..core.conditioning import vae_encode
     from ..structure import get_extractor
 
     dev = shifts.device
