@@ -366,6 +366,11 @@ class Outputs:
     def __init__(self, output, preview, fps: float, *, audio: AudioSource | None = None, protect=(),
                  preset: str | None = None, provenance=None):
         protect = list(protect)
+        if preview is not None and _same_file(os.fspath(preview), os.fspath(output)):
+            # Both are written to temporaries and moved into place at the end, so the
+            # preview would silently replace the output.
+            raise UsageError(f"{os.fspath(preview)}: the preview would overwrite the output; give --preview "
+                             "another path")
         kw = dict(audio=audio, preset=preset, provenance=provenance)
         self.writers = [VideoWriter(output, fps, protect=protect, **kw)]
         if preview is not None:  # it shows generated frames too: same credentials and mark
