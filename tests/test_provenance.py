@@ -160,6 +160,20 @@ def test_remux_strips_manifest_but_watermark_remains(clips, tmp_path):
     assert "no Content Credentials" in rep.verdict
 
 
+def test_credentials_are_read_by_container_not_by_file_name(clips, tmp_path):
+    # WebM cannot carry a C2PA manifest: "unsupported", never "tampered", and the mark still speaks.
+    webm = videdit.write_video(videdit.read_video(clips["src"], max_frames=24), tmp_path / "o.webm",
+                               provenance=clips["prov"])
+    rep = videdit.verify(webm)
+    assert rep.credentials.status == "unsupported" and rep.watermark.detected
+    assert "cannot carry Content Credentials" in rep.verdict and "altered" not in rep.verdict
+    shutil.copy(webm, tmp_path / "webm-named.mp4")
+    assert videdit.verify(tmp_path / "webm-named.mp4").credentials.status == "unsupported"
+    # A signed MP4 under another name is still read as MP4.
+    shutil.copy(clips["marked"], tmp_path / "renamed.bin")
+    assert videdit.verify(tmp_path / "renamed.bin").credentials.status == "valid"
+
+
 def test_prompt_withheld_and_no_watermark_recorded(tmp_path):
     frames = np.full((8, 96, 128, 3), 120, np.uint8)
     prov = Provenance(recipe="r", prompt="secret prompt", include_prompt=False, watermark=False)

@@ -30,7 +30,7 @@ from pathlib import Path
 from ..errors import OutputError, UsageError
 from . import Provenance
 
-__all__ = ["MIME", "config_dir", "signing_material", "sign_file", "read_credentials", "CredentialsReport"]
+__all__ = ["MIME", "container_mime", "config_dir", "signing_material", "sign_file", "read_credentials", "CredentialsReport"]
 
 log = logging.getLogger("videdit")
 
@@ -39,6 +39,22 @@ MIME = {".mp4": "video/mp4", ".m4v": "video/mp4", ".mov": "video/quicktime", ".g
 WATERMARK_LABEL = "org.videdit.watermark"
 PARAMS_LABEL = "org.videdit.generation"
 UNTRUSTED = "signingCredential.untrusted"
+
+
+def container_mime(path: str) -> str | None:
+    """The MIME type of ``path``'s container if c2pa can carry a manifest in it, else None.
+
+    Read from the file's first bytes, not its name: a renamed file is still read
+    as what it is, and a WebM/Matroska file (which c2pa cannot parse) is reported
+    as unsupported instead of as a broken MP4.
+    """
+    with open(path, "rb") as f:
+        head = f.read(12)
+    if head[4:8] == b"ftyp":  # ISO BMFF: the major brand tells QuickTime from MP4
+        return "video/quicktime" if head[8:12] == b"qt  " else "video/mp4"
+    if head[:6] in (b"GIF87a", b"GIF89a"):
+        return "image/gif"
+    return None
 
 
 def config_dir() -> Path:
@@ -195,9 +211,10 @@ def sign_file(src: str, dest: str, prov: Provenance, mime: str, title: str) -> N
         builder = c2pa.Builder(_manifest(prov, title))
         if prov.action == "edited":
             ext = os.path.splitext(prov.source)[1].lower()
+            fmt = container_mime(prov.source) or MIME.get(ext, ext.lstrip(".") or "video/mp4")
             with open(prov.source, "rb") as s:
                 builder.add_ingredient({"title": os.path.basename(prov.source), "relationship": "parentOf",
-                                        "label": "source"}, MIME.get(ext, ext.lstrip(".") or "video/mp4"), s)
+                                        "label": "source"}, fmt, s)
         with open(src, "rb") as s, open(dest, "w+b") as d:
             builder.sign(signer, mime, s, d)
     except OSError as err:
@@ -264,8 +281,12 @@ def read_credentials(path: str) -> CredentialsReport:
     import c2pa
 
     try:
+        mime = container_mime(path)
+        if mime is None:
+            return CredentialsReport("unsupported", summary="not an MP4, MOV or GIF file, the containers "
+                                     "that carry Content Credentials here")
         with open(path, "rb") as f:
-            reader = c2pa.Reader.try_create(MIME.get(os.path.splitext(path)[1].lower(), "video/mp4"), f)
+            reader = c2pa.Reader.try_create(mime, f)
             if reader is None:
                 return CredentialsReport("absent", summary="no Content Credentials (C2PA manifest) in the file")
             state = reader.get_validation_state() or "Invalid"
