@@ -306,3 +306,19 @@ def test_unknown_words_warning_from_declared_vocabulary(tiny, frames, caplog):
         assert not any("'castle'" in r.getMessage() for r in caplog.records)  # the input's error alone
     finally:
         os.remove(path)
+
+
+def test_a_prompt_past_the_text_encoders_length_warns_what_it_drops(tiny, caplog):
+    import logging
+
+    from videdit.core.conditioning import encode_prompt
+
+    c = tiny["pipe"].components
+    fits = "red " * (c.tokenizer.model_max_length - 2)  # BOS and EOS take the other two positions
+    with caplog.at_level(logging.WARNING, logger="videdit"):
+        encode_prompt(c.tokenizer, c.text_encoder, fits, guidance=1.0)
+        assert not caplog.records
+        long = encode_prompt(c.tokenizer, c.text_encoder, fits + "blue circle", guidance=1.0)
+    assert len(caplog.records) == 1 and "'blue circle'" in caplog.records[0].getMessage()
+    # Truncation is what diffusers does: the dropped words change nothing.
+    assert torch.equal(long.cond, encode_prompt(c.tokenizer, c.text_encoder, fits, guidance=1.0).cond)

@@ -7,6 +7,7 @@ decoder.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,6 +15,8 @@ import torch
 
 __all__ = ["PromptEmbeds", "encode_prompt", "vae_encode", "vae_decode", "frames_to_tensor",
            "tensor_to_frames", "control_tensor"]
+
+log = logging.getLogger("videdit")
 
 
 @dataclass
@@ -34,8 +37,13 @@ class PromptEmbeds:
 
 
 def _tokens(tokenizer, text: str, device) -> tuple[torch.Tensor, torch.Tensor]:
-    enc = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
-                    return_tensors="pt")
+    limit = tokenizer.model_max_length
+    enc = tokenizer(text, padding="max_length", max_length=limit, truncation=True, return_tensors="pt")
+    words = tokenizer(text, add_special_tokens=False, verbose=False).input_ids
+    if len(words) > limit - 2:  # CLIP reads only the first tokens (BOS/EOS take two): say what it never saw
+        dropped = tokenizer.decode(words[limit - 2:]).strip()
+        log.warning("the prompt has more than the %d tokens the text encoder reads; ignored: %r", limit - 2,
+                    dropped if len(dropped) <= 80 else dropped[:77] + "...")
     return enc.input_ids.to(device), enc.attention_mask.to(device)
 
 
