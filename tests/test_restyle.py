@@ -215,6 +215,30 @@ def test_missing_hub_weights_offline_is_one_line(monkeypatch, tmp_path):
     assert "\n" not in msg and "runwayml/stable-diffusion-v1-5" in msg and "HF_HUB_OFFLINE" in msg
 
 
+def test_missing_hub_weights_fail_fast_when_the_hub_cannot_be_reached(monkeypatch, tmp_path):
+    # No HF_HUB_OFFLINE: without the connection probe huggingface_hub retried every file
+    # five times with backoff, minutes before the same error.
+    import time
+
+    from videdit.api import load_pipeline
+    from videdit.structure import get_extractor
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # the discard port: nothing listens
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    t = time.monotonic()
+    with pytest.raises(MissingWeightsError) as err:
+        load_pipeline("sd15-depth")
+    with pytest.raises(MissingWeightsError) as err2:
+        get_extractor("depth", model="nobody-here/no-such-depth-model")(np.zeros((1, 32, 32, 3), np.uint8))
+    assert time.monotonic() - t < 30
+    for e in (err, err2):
+        msg = str(e.value)
+        assert "\n" not in msg and "127.0.0.1 cannot be reached" in msg and "hf download" in msg, msg
+
+
 def test_cli_restyle_writes_output_with_audio(tiny, tmp_path, capfd, monkeypatch):
     from videdit.cli import main
 

@@ -2,7 +2,8 @@
 
 Each component is looked up locally first (a directory, or the Hugging Face
 cache with ``local_files_only=True``), so nothing waits on a network that is not
-there; only if that fails, and ``HF_HUB_OFFLINE`` is not set, is the hub asked.
+there; only if that fails, ``HF_HUB_OFFLINE`` is not set and the hub accepts a
+connection (``hub_unavailable``), is the hub asked.
 Any failure becomes one :class:`~videdit.errors.MissingWeightsError` line naming
 the recipe, the component, where it was looked for and how to provide it.
 Weights load as safetensors; pickled checkpoints are refused unless
@@ -20,15 +21,12 @@ from dataclasses import dataclass, field
 import torch
 
 from ..errors import MissingWeightsError
+from ..structure.weights import hub_unavailable
 from .recipes import ControlSpec, Recipe
 
-__all__ = ["Components", "load_components", "hub_offline"]
+__all__ = ["Components", "load_components"]
 
 log = logging.getLogger("videdit")
-
-
-def hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def _first_line(err: BaseException) -> str:
@@ -56,10 +54,11 @@ def _load(cls, ref: str, subfolder: str | None, *, recipe: str, what: str, allow
     except Exception as err:  # noqa: BLE001 - every loader failure becomes one line below
         local_err = err
     where = f"'{ref}'" + (f" (subfolder {subfolder})" if subfolder else "")
-    if is_dir or hub_offline():
+    skipped = None if is_dir else hub_unavailable()
+    if is_dir or skipped:
         hint = ("a pickled checkpoint was refused: convert it to safetensors or pass allow_pickle"
                 if not allow_pickle and ".bin" in str(local_err) else _first_line(local_err))
-        how = "" if is_dir else ("; HF_HUB_OFFLINE is set, so the hub was not asked: download it once with "
+        how = "" if is_dir else (f"; {skipped}, so the hub was not asked: download it once with "
                                  f"`hf download {ref}` or point the recipe at a local directory")
         raise MissingWeightsError(f"{recipe}: {what} not loadable from {where}: {hint}{how}")
     try:

@@ -28,7 +28,7 @@ from .registry import register
 from .weights import (
     first_line,
     hub_cache_dir,
-    hub_offline,
+    hub_unavailable,
     local_missing,
     looks_like_path,
     missing_weights_error,
@@ -101,15 +101,16 @@ class AnnotatorExtractor(Extractor):
     def _load(self) -> None:
         missing = local_missing(self.model, self.files)
         is_dir = looks_like_path(self.model)
-        if missing and (is_dir or hub_offline()):
-            raise missing_weights_error(self.name, self.model, missing)
+        skipped = hub_unavailable() if missing and not is_dir else None
+        if missing and (is_dir or skipped):
+            raise missing_weights_error(self.name, self.model, missing, skipped=skipped)
         try:
             det_cls = _import_detector(*self.detector)
         except ImportError as err:
             raise UsageError(f"{self.name}: needs the controlnet-aux package ({first_line(err)})") from None
         device = resolve_device(self.name, self.device)
         source = os.path.expanduser(self.model) if is_dir else self.model
-        kwargs = {} if is_dir else {"cache_dir": hub_cache_dir(), "local_files_only": not missing or hub_offline()}
+        kwargs = {} if is_dir else {"cache_dir": hub_cache_dir(), "local_files_only": not missing}
         try:
             self._det = det_cls.from_pretrained(source, **kwargs).to(device)
         except Exception as err:  # hub errors, OSError, unpickling/state-dict mismatches

@@ -25,7 +25,7 @@ from .registry import register
 from .weights import (
     first_line,
     hub_cache_dir,
-    hub_offline,
+    hub_unavailable,
     local_missing,
     looks_like_path,
     missing_weights_error,
@@ -127,8 +127,9 @@ class DepthExtractor(Extractor):
         is_dir = looks_like_path(self.model)
         # A directory cannot be downloaded into, and offline the hub cannot be asked:
         # in both cases fail now, with the list of what is missing.
-        if missing and (is_dir or hub_offline()):
-            raise missing_weights_error(self.name, self.model, missing)
+        skipped = hub_unavailable() if missing and not is_dir else None
+        if missing and (is_dir or skipped):
+            raise missing_weights_error(self.name, self.model, missing, skipped=skipped)
         try:
             from transformers import AutoImageProcessor, AutoModelForDepthEstimation
         except ImportError as err:
@@ -136,7 +137,7 @@ class DepthExtractor(Extractor):
         device = resolve_device(self.name, self.device)
         source = os.path.expanduser(self.model) if is_dir else self.model
         # All files local -> never touch the network (no HEAD requests, no hangs).
-        kwargs = {"local_files_only": not missing or hub_offline()}
+        kwargs = {"local_files_only": not missing}
         if not is_dir:
             kwargs["cache_dir"] = hub_cache_dir()
         try:

@@ -6,8 +6,9 @@ through the local Hugging Face cache. Two rules keep this predictable offline:
 
 * Availability checks only look at the file system (``try_to_load_from_cache``);
   they never open a connection, so ``videdit signals`` cannot hang on a dead network.
-* When ``HF_HUB_OFFLINE`` is set, loads use ``local_files_only=True``; otherwise a
-  missing file may be downloaded. Either way a failure becomes one
+* When ``HF_HUB_OFFLINE`` is set, or the hub does not accept a connection within
+  a few seconds (:func:`hub_unavailable`), loads use ``local_files_only=True``;
+  otherwise a missing file may be downloaded. Either way a failure becomes one
   :class:`~videdit.errors.MissingWeightsError` line, never a hub traceback.
 
 Environment variables are read at call time (not at import time, as
@@ -18,11 +19,14 @@ Environment variables are read at call time (not at import time, as
 from __future__ import annotations
 
 import os
+import socket
+from urllib.parse import urlsplit
 
 from ..errors import MissingWeightsError
 
 __all__ = [
     "hub_offline",
+    "hub_unavailable",
     "hub_cache_dir",
     "looks_like_path",
     "cached_file",
@@ -38,6 +42,24 @@ _TRUE = {"1", "true", "yes", "on"}
 def hub_offline() -> bool:
     """True if ``HF_HUB_OFFLINE`` (or the older ``TRANSFORMERS_OFFLINE``) is set truthy."""
     return any(os.environ.get(v, "").strip().lower() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+
+
+def hub_unavailable(timeout: float = 3.0) -> str | None:
+    """Why the hub cannot be asked now, or None: ``HF_HUB_OFFLINE``, or no connection within ``timeout`` s.
+
+    Asked only when a download is about to be tried: on a machine without network
+    huggingface_hub retries every file five times with backoff, which made an
+    offline load take minutes (4 for an SD 1.5 recipe) before its one-line error.
+    """
+    if hub_offline():
+        return "HF_HUB_OFFLINE is set"
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    host = url.hostname or "huggingface.co"
+    try:
+        socket.create_connection((host, url.port or (80 if url.scheme == "http" else 443)), timeout=timeout).close()
+    except OSError as err:
+        return f"{host} cannot be reached ({err.strerror or err})"
+    return None
 
 
 def hub_cache_dir() -> str:
@@ -102,11 +124,12 @@ def first_line(err: BaseException) -> str:
     return type(err).__name__
 
 
-def missing_weights_text(model: str, files, cause: str | None = None) -> str:
+def missing_weights_text(model: str, files, cause: str | None = None, skipped: str | None = None) -> str:
     """One line saying which weights are missing and how to provide them.
 
     ``files``: the missing file names (shown so the user knows what to fetch);
-    ``cause``: optional short reason from a failed load (first line only).
+    ``cause``: optional short reason from a failed load (first line only);
+    ``skipped``: why no download was tried (:func:`hub_unavailable`).
     """
     files = list(files)
     what = f" ({', '.join(files)})" if files else ""
@@ -124,14 +147,16 @@ def missing_weights_text(model: str, files, cause: str | None = None) -> str:
             f"download it once with network access (`{get}`) or pass a local directory "
             f"with model=DIR (CLI: --model DIR)"
         )
-        if hub_offline():
-            how += "; HF_HUB_OFFLINE is set, so no download was tried"
+        skipped = skipped or ("HF_HUB_OFFLINE is set" if hub_offline() else None)
+        if skipped:
+            how += f"; {skipped}, so no download was tried"
     msg = f"model weights not available: {where}; {how}"
     if cause:
         msg += f" [{cause}]"
     return msg
 
 
-def missing_weights_error(signal: str, model: str, files, cause: str | None = None) -> MissingWeightsError:
+def missing_weights_error(signal: str, model: str, files, cause: str | None = None,
+                          skipped: str | None = None) -> MissingWeightsError:
     """:class:`MissingWeightsError` for ``signal`` with :func:`missing_weights_text`."""
-    return MissingWeightsError(f"{signal}: {missing_weights_text(model, files, cause)}")
+    return MissingWeightsError(f"{signal}: {missing_weights_text(model, files, cause, skipped)}")
