@@ -346,3 +346,17 @@ def test_a_prompt_past_the_text_encoders_length_warns_what_it_drops(tiny, caplog
     assert len(caplog.records) == 1 and "'blue circle'" in caplog.records[0].getMessage()
     # Truncation is what diffusers does: the dropped words change nothing.
     assert torch.equal(long.cond, encode_prompt(c.tokenizer, c.text_encoder, fits, guidance=1.0).cond)
+
+
+def test_the_readmes_python_api_names_exist_and_one_shot_restyle_runs(tiny, frames):
+    import re
+
+    import videdit
+
+    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    used = set(re.findall(r"\bvidedit\.([a-z_]+)\(", readme))
+    assert {"restyle", "generate", "load_pipeline", "verify"} <= used
+    assert [n for n in sorted(used) if not callable(getattr(videdit, n, None))] == []
+    out = videdit.restyle(frames_video(frames[:2]), "red", pipeline=tiny["recipe"], device="cpu", seed=3)
+    again = videdit.restyle(frames_video(frames[:2]), "red", pipeline=tiny["pipe"], seed=3)
+    assert out.frames.shape == (2, 64, 64, 3) and np.array_equal(out.frames, again.frames)

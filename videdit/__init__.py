@@ -9,6 +9,10 @@ Public API (imports are lazy, so ``import videdit`` is cheap)::
     videdit.extract_structure(frames_or_chunks, signal="canny", detail=0, **params)
     videdit.warp_error(source, output) -> float
     videdit.structure_fidelity(source, output) -> float
+    videdit.restyle(video, prompt, pipeline="mini", **options) -> Video (or a summary with output=)
+    videdit.generate(prompt, pipeline="mini-t2v", **options) -> Video (or a summary with output=)
+    videdit.load_pipeline(pipeline) -> Pipeline (load once; .restyle / .restyle_stream / .generate)
+    videdit.verify(path) -> VerifyReport (Content Credentials + watermark)
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ _LAZY = {
     "video_metrics": ".metrics",
     "structure_video": ".tasks", "map_video": ".tasks",
     "verify": ".provenance.report",
+    "restyle": ".api", "generate": ".api", "load_pipeline": ".api", "Pipeline": ".api",
 }
 
 __all__ = ["VideditError", "UsageError", "InputError", "MissingWeightsError", "OutputError",
