@@ -105,7 +105,9 @@ def prepare(comps: Components, opts: DiffusionOptions) -> Prepared:
         specs = [by_signal[s] for s in opts.structure]
     scales = list(opts.structure_scale or [])
     if scales and len(scales) not in (1, len(specs)):
-        raise UsageError(f"--structure-scale: give 1 or {len(specs)} values (got {len(scales)})")
+        valid = "one value" if len(specs) == 1 else f"one value, or one per ControlNet ({len(specs)})"
+        raise UsageError(f"--structure-scale: give {valid} for {', '.join(s.signal for s, _ in specs)} "
+                         f"(got {len(scales)})")
     controls = []
     for i, (spec, model) in enumerate(specs):
         scale = scales[0] if len(scales) == 1 else scales[i] if scales else spec.scale
