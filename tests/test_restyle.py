@@ -361,3 +361,13 @@ def test_the_readmes_python_api_names_exist_and_one_shot_restyle_runs(tiny, fram
     out = videdit.restyle(frames_video(frames[:2]), "red", pipeline=tiny["recipe"], device="cpu", seed=3)
     again = videdit.restyle(frames_video(frames[:2]), "red", pipeline=tiny["pipe"], seed=3)
     assert out.frames.shape == (2, 64, 64, 3) and np.array_equal(out.frames, again.frames)
+
+
+def test_restyle_refuses_inputs_it_would_misread(tiny, frames):
+    # A bare array has no frame rate, and reader options on decoded frames were silently ignored.
+    pipe = tiny["pipe"]
+    with pytest.raises(UsageError, match="videdit.Video"):
+        pipe.restyle(frames[:2], "red")
+    with pytest.raises(UsageError, match="max_frames: frame selection applies when reading a file"):
+        pipe.restyle(frames_video(frames[:3]), "red", max_frames=1)
+    assert len(pipe.restyle(frames_video(frames[:2]), "red", max_frames=None)) == 2

@@ -127,6 +127,11 @@ class Pipeline:
         ropts = ReadOptions(size=size, fps=read_fps, multiple=self.size_multiple,
                             chunk=max(1, opts.chunk - opts.overlap), **read_kw)
         if isinstance(video, Video):
+            # Frame selection is the reader's job: with frames already decoded it would be ignored.
+            chosen = [k for k, v in {**read_kw, "fps": read_fps}.items() if k != "max_side" and v is not None]
+            if chosen:
+                raise UsageError(f"{', '.join(chosen)}: frame selection applies when reading a file; "
+                                 "for a Video, slice video.frames (or read it with these options)")
             frames = video.frames
             w, h = ropts.target_size(video.width, video.height)
             if (w, h) != (video.width, video.height):
@@ -136,6 +141,9 @@ class Pipeline:
             chunks = [frames[i:i + ropts.chunk] for i in range(0, len(frames), ropts.chunk)]
             self._warn_unknown(opts.prompt)
             return prep, chunks, len(frames), video.fps, video.source, video.start
+        if not isinstance(video, (str, os.PathLike)):
+            raise UsageError(f"video: give a file path or a videdit.Video, not {type(video).__name__} "
+                             "(wrap decoded frames as videdit.Video(frames, fps))")
         stream = iter_video(video, ropts)  # probes the input: a bad file fails here, before any warning
         self._warn_unknown(opts.prompt)
         return prep, stream, len(stream), stream.fps, stream.info, stream.start
