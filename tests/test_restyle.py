@@ -371,3 +371,8 @@ def test_restyle_refuses_inputs_it_would_misread(tiny, frames):
     with pytest.raises(UsageError, match="max_frames: frame selection applies when reading a file"):
         pipe.restyle(frames_video(frames[:3]), "red", max_frames=1)
     assert len(pipe.restyle(frames_video(frames[:2]), "red", max_frames=None)) == 2
+
+
+def test_a_misspelt_option_names_the_nearest_one(tiny, frames):
+    with pytest.raises(UsageError, match=r"unknown option 'stregth' \(did you mean 'strength'\?\).*max_frames"):
+        tiny["pipe"].restyle(frames_video(frames[:1]), "red", stregth=0.5)

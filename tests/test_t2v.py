@@ -464,3 +464,10 @@ def test_recipe_temporal_positions_install_on_load_and_bad_values_are_named(comp
     for extra, kind in (('temporal_positions = "rope"', "text2video"), ('temporal_positions = "sinusoidal"', "restyle")):
         with pytest.raises(UsageError, match="temporal_positions.*sinusoidal"):
             recipe(extra, kind)
+
+
+def test_generate_names_the_nearest_option_for_a_misspelt_one(comps):
+    from videdit.api import Pipeline
+
+    with pytest.raises(UsageError, match=r"unknown option 'frame' \(did you mean 'frames'\?\)"):
+        Pipeline(comps).generate("a red circle", frame=4)

@@ -108,7 +108,8 @@ class Pipeline:
         return c.vae_factor * 2 ** (len(c.unet.config.block_out_channels) - 1)
 
     def options(self, prompt: str, **kw) -> DiffusionOptions:
-        return DiffusionOptions(prompt=prompt, **kw).resolved(self.recipe.defaults)
+        also = (*_READ_KEYS, "output", "preview", "watermark", "prompt_in_credentials")
+        return DiffusionOptions.from_keywords(also, prompt=prompt, **kw).resolved(self.recipe.defaults)
 
     # -- restyle ------------------------------------------------------------------------
     def _restyle_setup(self, video, prompt, kw):
@@ -220,7 +221,8 @@ class Pipeline:
         if self.recipe.kind != "text2video":
             raise UsageError(f"pipeline '{self.recipe.name}' is a {self.recipe.kind} recipe; "
                              "use `videdit restyle` with it, or choose a text2video recipe")
-        opts = resolve_options(self.components, DiffusionOptions(prompt=prompt, **kw))
+        also = ("output", "watermark", "prompt_in_credentials")
+        opts = resolve_options(self.components, DiffusionOptions.from_keywords(also, prompt=prompt, **kw))
         self._warn_unknown(opts.prompt)
         mark = _provenance(self.recipe.name, opts.prompt, None, watermark, prompt_in_credentials)
         writer = VideoWriter(output, opts.fps, provenance=mark) if output is not None else None  # fails early

@@ -7,6 +7,7 @@ and from Python.
 
 from __future__ import annotations
 
+import difflib
 import os
 import re
 from dataclasses import dataclass
@@ -218,6 +219,20 @@ class DiffusionOptions:
                 flag = "--shared-noise" if self.shared_noise else "--independent-noise"
                 raise UsageError(f"{flag} means --noise-share {want:g}, not {self.noise_share}; give one of them")
             set_(self, "noise_share", want)
+
+    @classmethod
+    def from_keywords(cls, also: tuple[str, ...] = (), **kw) -> "DiffusionOptions":
+        """``cls(**kw)``, but an unknown keyword is a UsageError naming the nearest option.
+
+        ``also``: the other keywords the caller accepts (listed in the message).
+        """
+        unknown = [k for k in kw if k not in cls.__dataclass_fields__]
+        if unknown:
+            valid = sorted({*cls.__dataclass_fields__, *also} - {"prompt"})
+            near = difflib.get_close_matches(unknown[0], valid, n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise UsageError(f"unknown option '{unknown[0]}'{hint}; the options are: {', '.join(valid)}")
+        return cls(**kw)
 
     @property
     def initial_noise_share(self) -> float:
