@@ -186,6 +186,17 @@ def test_prompt_withheld_and_no_watermark_recorded(tmp_path):
     assert not rep.watermark.detected
 
 
+def test_a_signing_key_that_cannot_be_made_fails_before_any_frame(tmp_path, monkeypatch):
+    from videdit.io import VideoWriter
+
+    (tmp_path / "afile").write_text("")
+    monkeypatch.setenv("VIDEDIT_CONFIG_DIR", str(tmp_path / "afile" / "config"))  # under a file: mkdir fails
+    with pytest.raises(VideditError, match="signing key"):
+        VideoWriter(tmp_path / "o.mp4", 8, provenance=Provenance())  # at open, not after hours of frames
+    assert sorted(os.listdir(tmp_path)) == ["afile"]
+    VideoWriter(tmp_path / "o.webm", 8, provenance=Provenance()).abort()  # no credentials in WebM: no key needed
+
+
 def test_signing_failure_leaves_nothing(tmp_path, monkeypatch):
     key = tmp_path / "bad-key.pem"
     key.write_text("not a key")

@@ -127,6 +127,11 @@ class VideoWriter:
         self.frames_written = 0
         self._log = None
         self.provenance = provenance
+        if provenance is not None:
+            from ..provenance.credentials import MIME, signing_material
+
+            if self.fmt in MIME:
+                signing_material()  # a missing or unreadable key fails now, not after the whole run
         self._marker = None  # WatermarkEmbedder, made at the first chunk (needs the frame size)
         # Piping runs on a thread (bounded to two chunks) so encoding overlaps the
         # caller's decode and model work instead of blocking it.
