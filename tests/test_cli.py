@@ -144,3 +144,16 @@ def test_console_script_entry_point_runs(tmp_path):
                        capture_output=True, text=True)
     assert r.returncode == 3
     assert r.stderr.strip().splitlines() == [f"videdit: error: {tmp_path / 'none.mp4'}: no such file"]
+
+
+def test_global_flags_work_after_the_subcommand(tmp_path, capfd, monkeypatch):
+    from videdit.errors import InputError
+
+    monkeypatch.setenv("VIDEDIT_PROGRESS", "1")  # -q sets it to 0 for the process; restored after the test
+    src = make_clip(tmp_path / "a.mp4", seconds=0.5)  # has audio, which a GIF cannot hold: a warning
+    assert main(["structure", src, "-o", str(tmp_path / "e.gif")]) == 0
+    assert "holds no audio" in capfd.readouterr().err
+    assert main(["structure", src, "-o", str(tmp_path / "q.gif"), "-q"]) == 0
+    assert capfd.readouterr().err == ""
+    with pytest.raises(InputError):  # --debug after the subcommand: the traceback, not one line
+        main(["info", str(tmp_path / "none.mp4"), "--debug"])

@@ -87,9 +87,21 @@ def cli(ctx, debug, quiet):
     ctx.obj = {"debug": debug}
     _log_to_stderr(logging.DEBUG if debug else logging.ERROR if quiet else logging.WARNING)
     if quiet:
+        _quiet(ctx, None, True)
+
+
+def _quiet(ctx, param, value):
+    if value:
         import os
 
         os.environ["VIDEDIT_PROGRESS"] = "0"
+        if log.level != logging.DEBUG:  # --debug wins over -q
+            log.setLevel(logging.ERROR)
+
+
+def _debug(ctx, param, value):
+    if value:
+        log.setLevel(logging.DEBUG)
 
 
 @cli.command()
@@ -336,3 +348,12 @@ def verify(video, as_json, max_frames):
 
     report = verify_video(video, max_frames=max_frames)
     _emit(report.as_dict(), as_json, report.lines())
+
+
+# --debug and -q also work after the subcommand (`videdit restyle ... -q`), where people type them;
+# `main` reads --debug from anywhere in argv for the traceback.
+for _command in cli.commands.values():
+    _command.params += [
+        click.Option(["--debug"], is_flag=True, expose_value=False, callback=_debug, help="As `videdit --debug`."),
+        click.Option(["-q", "--quiet"], is_flag=True, expose_value=False, callback=_quiet, help="As `videdit -q`."),
+    ]
