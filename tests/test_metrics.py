@@ -196,21 +196,34 @@ def test_float_and_uint8_and_video_inputs_agree():
     assert a == pytest.approx(b, abs=1e-9) and a == pytest.approx(c, abs=1e-12)
 
 
-def test_path_input_goes_through_read_video(monkeypatch, tmp_path):
+def test_paths_are_streamed_and_measure_what_their_decoded_frames_measure(monkeypatch, tmp_path):
     import videdit.io
-    from videdit.io.video import Video
 
-    u = _u8(_pan(frames=4))
-    seen = []
+    u = _u8(_pan(frames=40))
+    a, b = str(tmp_path / "a.mp4"), str(tmp_path / "b.mp4")
+    videdit.io.write_video(u, a, fps=24)
+    rng = np.random.default_rng(0)
+    videdit.io.write_video(np.clip(u + rng.normal(0, 8, u.shape), 0, 255).astype(np.uint8), b, fps=24)
+    expected = video_metrics(videdit.io.read_video(a).frames, videdit.io.read_video(b).frames)
+    assert expected["frames"] == 40 and expected["warp_error_ratio"] > 2
 
-    def fake_read_video(path, **kw):
-        seen.append(str(path))
-        return Video(u, fps=24.0)
+    def whole(*args, **kw):
+        raise AssertionError("a path was read whole into memory")
 
-    monkeypatch.setattr(videdit.io, "read_video", fake_read_video, raising=False)
-    p = tmp_path / "clip.mp4"
-    assert warp_error(p, str(p)) == pytest.approx(warp_error(u, u), abs=1e-12)
-    assert seen == [str(p), str(p)]
+    monkeypatch.setattr(videdit.io, "read_video", whole)
+    chunks = []
+    real_iter = videdit.io.VideoStream.__iter__
+
+    def counted(self):
+        for c in real_iter(self):
+            chunks.append(len(c))
+            yield c
+
+    monkeypatch.setattr(videdit.io.VideoStream, "__iter__", counted)
+    streams = videdit.io.iter_video(a, chunk=8), videdit.io.iter_video(b, chunk=8)
+    assert video_metrics(*streams) == expected
+    assert max(chunks) == 8 and sum(chunks) >= 3 * 40  # source decoded 3x, output 2x, 8 frames at a time
+    assert warp_error(a, b) == expected["warp_error"]
 
 
 def test_size_mismatch_is_resized_and_finite():

@@ -3,7 +3,8 @@
 Sections: ``foundation`` (below) and ``core`` (see :func:`bench_core`). Foundation:
 
 - streaming memory: peak RSS of ``videdit structure`` on a 512-frame clip over the
-  same on a 32-frame clip (goal <= 1.15: memory must not grow with length);
+  same on a 32-frame clip (goal <= 1.15: memory must not grow with length), and the
+  same for ``videdit metrics``;
 - throughput: decode -> canny -> encode with ``videdit structure`` against a plain
   ``ffmpeg -i in -c:v libx264 out`` transcode of the same clip (goal >= 0.8x).
 
@@ -78,6 +79,8 @@ def bench_foundation(tmp: str, repeats: int = 3) -> dict:
     # context: a 32-frame clip ends before the bounded read-ahead and encoder queues fill
     rss_mid = _run_cli(["structure", mid, "--signal", "canny", "-o", out])
     rss_long = _run_cli(["structure", long, "--signal", "canny", "-o", out])
+    metrics_short = _run_cli(["metrics", short, short])  # flow + edges of a clip against itself
+    metrics_long = _run_cli(["metrics", long, long])
 
     def ffmpeg_transcode():
         t = time.perf_counter()
@@ -92,6 +95,8 @@ def bench_foundation(tmp: str, repeats: int = 3) -> dict:
     return {
         "rss_32_mb": rss_short["rss_mb"], "rss_128_mb": rss_mid["rss_mb"], "rss_512_mb": rss_long["rss_mb"],
         "rss_ratio": rss_long["rss_mb"] / rss_short["rss_mb"],
+        "metrics_rss_32_mb": metrics_short["rss_mb"], "metrics_rss_512_mb": metrics_long["rss_mb"],
+        "metrics_rss_ratio": metrics_long["rss_mb"] / metrics_short["rss_mb"], "metrics_512_s": metrics_long["wall"],
         "ffmpeg_s": ff["wall"], "ours_s": ours["wall"],
         "throughput_ratio": ff["wall"] / ours["wall"], "frames": 512, "size": "640x360",
         "ours_medium_s": medium["wall"], "throughput_ratio_medium": ff["wall"] / medium["wall"],
@@ -268,6 +273,9 @@ def render_foundation(r: dict) -> str:
                  f"Clips: testsrc2 {r['size']} H.264 with audio, 32 and {r['frames']} frames."),
         f"| peak RSS, `videdit structure` 512 frames / 32 frames | {r['rss_ratio']:.3f} | <= 1.15 ({_ok(r['rss_ratio'] <= 1.15)}) "
         f"| {r['rss_512_mb']:.0f} MB vs {r['rss_32_mb']:.0f} MB (this process; the ffmpeg encoder child is separate); 128 frames: {r['rss_128_mb']:.0f} MB, i.e. flat once the buffers are full |",
+        f"| peak RSS, `videdit metrics` (clip against itself) 512 frames / 32 frames | {r['metrics_rss_ratio']:.3f} "
+        f"| <= 1.15 ({_ok(r['metrics_rss_ratio'] <= 1.15)}) | {r['metrics_rss_512_mb']:.0f} MB vs "
+        f"{r['metrics_rss_32_mb']:.0f} MB; {r['metrics_512_s']:.1f} s for 512 frames |",
         f"| throughput, decode -> canny -> encode vs `ffmpeg -i in -c:v libx264 out` | {r['throughput_ratio']:.2f}x | >= 0.8x ({_ok(r['throughput_ratio'] >= 0.8)}) "
         f"| {r['ours_s']:.2f} s vs {r['ffmpeg_s']:.2f} s for {r['frames']} frames, best of 3, including process start; "
         "our maps use x264 `veryfast` (the `structure` default), the baseline ffmpeg's default `medium` |",

@@ -167,12 +167,11 @@ def structure(video, output, signal, list_, detail, preview, low, high, model, p
 @read_options
 def metrics(source, output, as_json, **kw):
     """Temporal consistency (flow warping error) and structure fidelity of OUTPUT against SOURCE."""
-    from .io import read_video
+    from .io import iter_video
     from .metrics import video_metrics
 
-    opts = _read_options(kw)
-    src = read_video(source, opts)
-    out = read_video(output, ReadOptions(max_frames=opts.max_frames, size=(src.width, src.height)))
+    src = iter_video(source, _read_options(kw))  # streamed: memory does not grow with the length
+    out = iter_video(output, ReadOptions(max_frames=src.opts.max_frames, size=src.size))
     m = video_metrics(src, out)
     _emit(m, as_json, [f"{k:24s} {v:.6g}" if isinstance(v, float) else f"{k:24s} {v}" for k, v in m.items()])
 

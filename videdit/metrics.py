@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from typing import Iterator, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -88,6 +88,42 @@ def _as_frames(video, name: str = "video") -> np.ndarray:
     return frames
 
 
+@dataclass
+class _Frames:
+    """A video to compare, read one frame at a time: ``count`` frames of ``height x width``.
+
+    Iterable more than once (a file is decoded again each time, one chunk in memory),
+    so a long video is measured in bounded memory.
+    """
+
+    count: int
+    height: int
+    width: int
+    frames: Callable[[], Iterator[np.ndarray]]
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return self.frames()
+
+
+def _frames(video, name: str = "video") -> _Frames:
+    """``video`` as :class:`_Frames`: a path or :class:`~videdit.io.VideoStream` is streamed in
+    chunks; a Video or array goes through :func:`_as_frames` (not copied)."""
+    if isinstance(video, _Frames):
+        return video
+    if isinstance(video, (str, os.PathLike)):
+        from .io import iter_video  # lazy: the reader pulls in decoding machinery
+
+        video = iter_video(video)
+    from .io import VideoStream
+
+    if isinstance(video, VideoStream):
+        stream = video
+        w, h = stream.size
+        return _Frames(len(stream), h, w, lambda: (f for chunk in stream for f in chunk))
+    arr = _as_frames(video, name)
+    return _Frames(len(arr), arr.shape[1], arr.shape[2], lambda: iter(arr))
+
+
 def _frame01(frame: np.ndarray) -> np.ndarray:
     """One ``(H, W, 3)`` frame as float32 in [0, 1]."""
     if frame.dtype == np.uint8:
@@ -113,21 +149,21 @@ def _resize_to(frame: np.ndarray, h: int, w: int) -> np.ndarray:
     return cv2.resize(np.ascontiguousarray(frame), (w, h), interpolation=cv2.INTER_AREA)
 
 
-def _align(src: np.ndarray, out: np.ndarray, min_frames: int, what: str) -> tuple[int, list[str]]:
+def _align(src: _Frames, out: _Frames, min_frames: int, what: str) -> tuple[int, list[str]]:
     """Frames to compare (the shorter length) and notes on what had to be reconciled."""
-    n = min(len(src), len(out))
+    n = min(src.count, out.count)
     notes = []
-    if len(src) != len(out):
-        notes.append(f"frame counts differ (source {len(src)}, output {len(out)}): compared the first {n}")
-    if src.shape[1:3] != out.shape[1:3]:
+    if src.count != out.count:
+        notes.append(f"frame counts differ (source {src.count}, output {out.count}): compared the first {n}")
+    if (src.height, src.width) != (out.height, out.width):
         notes.append(
-            f"output size {out.shape[2]}x{out.shape[1]} differs from source {src.shape[2]}x{src.shape[1]}:"
+            f"output size {out.width}x{out.height} differs from source {src.width}x{src.height}:"
             " output resized to the source size"
         )
     if n < min_frames:
         raise UsageError(
             f"{what} needs at least {min_frames} frame(s) in both videos,"
-            f" got source {len(src)}, output {len(out)}"
+            f" got source {src.count}, output {out.count}"
         )
     return n, notes
 
@@ -206,12 +242,12 @@ def source_flows(source, n_frames: int | None = None) -> Iterator[PairFlow]:
     """
     import cv2
 
-    frames = _as_frames(source, "source")
-    n = len(frames) if n_frames is None else min(n_frames, len(frames))
+    frames = _frames(source, "source")
+    n = frames.count if n_frames is None else min(n_frames, frames.count)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
-    prev = _gray_u8(frames[0]) if n else None
-    for t in range(n - 1):
-        nxt = _gray_u8(frames[t + 1])
+    grays = (_gray_u8(f) for _, f in zip(range(n), frames))
+    prev = next(grays, None)
+    for nxt in grays:
         yield _pair_flow(dis, prev, nxt)
         prev = nxt
 
@@ -253,26 +289,33 @@ def _pair_error(frame_t: np.ndarray, frame_t1: np.ndarray, pair: PairFlow, maps)
     return float(np.mean(diff * diff))
 
 
-def _warp_errors(flows, outputs: Sequence[np.ndarray], n: int, notes=()) -> list[WarpErrorResult]:
+def _warp_errors(flows, outputs: Sequence[_Frames], n: int, notes=(), on_pair=None) -> list[WarpErrorResult]:
     """Warping error of each video in ``outputs`` under precomputed source ``flows``.
 
     ``flows``: iterable of the ``n - 1`` :class:`PairFlow` of the source (consumed
-    once). ``outputs``: ``(F, h, w, 3)`` arrays (``uint8`` or float [0, 1]), resized
-    to the flow's size when they differ. Each pair's flow is used for every output
-    before the next pair is estimated.
+    once). ``outputs``: frames ``uint8`` or float [0, 1], resized to the flow's size
+    when they differ, read once in step with the flows (one frame of each held).
+    Each pair's flow is used for every output before the next pair is estimated;
+    ``on_pair()`` is called after each pair.
     """
     per = np.full((len(outputs), max(n - 1, 0)), np.nan)
     n_valid = 0
     n_total = 0
+    streams = [iter(o) for o in outputs]
+    prev: list[np.ndarray | None] = [None] * len(outputs)
     for t, pair in enumerate(flows):
         h, w = pair.valid.shape
         maps = pair.maps()
         n_valid += int(pair.valid.sum())
         n_total += pair.valid.size
-        for k, out in enumerate(outputs):
-            a = _frame01(_resize_to(out[t], h, w))
-            b = _frame01(_resize_to(out[t + 1], h, w))
-            per[k, t] = _pair_error(a, b, pair, maps)
+        for k, frames in enumerate(streams):
+            if prev[k] is None:
+                prev[k] = _frame01(_resize_to(next(frames), h, w))
+            cur = _frame01(_resize_to(next(frames), h, w))
+            per[k, t] = _pair_error(prev[k], cur, pair, maps)
+            prev[k] = cur
+        if on_pair is not None:
+            on_pair()
     frac = n_valid / n_total if n_total else math.nan
     results = []
     for k in range(len(outputs)):
@@ -317,12 +360,16 @@ def warp_errors(source, outputs, what: str = "warp error") -> list[WarpErrorResu
     """:func:`warp_error` of each of several ``outputs`` of one ``source``, with its details, the
     source flow (DIS both ways per frame pair, the expensive part) estimated once for all of them.
     Every output is compared over the frames all of them and the source have."""
-    src = _as_frames(source, "source")
-    outs = [_as_frames(o, "output") for o in outputs]
+    return _warp_errors_of(source, outputs, what)
+
+
+def _warp_errors_of(source, outputs, what: str, on_pair=None) -> list[WarpErrorResult]:
+    src = _frames(source, "source")
+    outs = [_frames(o, "output") for o in outputs]
     aligned = [_align(src, o, 2, what) for o in outs]
     n = min(k for k, _ in aligned)
     notes = list(dict.fromkeys(note for _, ns in aligned for note in ns))
-    return _warp_errors(source_flows(src, n), [o[:n] for o in outs], n, notes)
+    return _warp_errors(source_flows(src, n), outs, n, notes, on_pair)
 
 
 def temporal_consistency(source, output) -> dict:
@@ -341,7 +388,12 @@ def temporal_consistency(source, output) -> dict:
       perfectly static or perfectly flow-predicted source) or NaN;
     * ``mask_fraction``, ``frames``, ``notes``: as in :class:`WarpErrorResult`.
     """
-    res_out, res_src = warp_errors(source, [output, source], "temporal consistency")
+    return _temporal(source, output)
+
+
+def _temporal(source, output, on_pair=None) -> dict:
+    src = _frames(source, "source")
+    res_out, res_src = _warp_errors_of(src, [output, src], "temporal consistency", on_pair)
     floor = res_src.value
     ratio = res_out.value / floor if (math.isfinite(floor) and floor > 0) else None
     return {
@@ -415,15 +467,20 @@ def structure_fidelity(source, output, *, tolerance: float = 2, sigma: float = 2
     compared. Raises :class:`UsageError` for an empty video or a bad
     ``tolerance`` (< 0) / ``sigma`` (<= 0).
     """
+    return _structure(source, output, tolerance, sigma)
+
+
+def _structure(source, output, tolerance, sigma, on_frame=None) -> float:
     tolerance = _number(tolerance, "tolerance", 0.0, strict=False)
     sigma = _number(sigma, "sigma", 0.0, strict=True)
-    src = _as_frames(source, "source")
-    out = _as_frames(output, "output")
+    src = _frames(source, "source")
+    out = _frames(output, "output")
     n, _ = _align(src, out, 1, "structure fidelity")
-    h, w = src.shape[1:3]
-    scores = [
-        _edge_f1(_edges(src[t], sigma), _edges(_resize_to(out[t], h, w), sigma), tolerance) for t in range(n)
-    ]
+    scores = []
+    for _, s, o in zip(range(n), src, out):  # range first: no frame is read past the n-th
+        scores.append(_edge_f1(_edges(s, sigma), _edges(_resize_to(o, src.height, src.width), sigma), tolerance))
+        if on_frame is not None:
+            on_frame()
     return float(np.mean(scores))
 
 
@@ -442,7 +499,9 @@ def video_metrics(source, output, *, tolerance: float = 2, sigma: float = 2.0) -
     """Every metric of ``output`` against ``source``, as a JSON-ready dict.
 
     ``source``, ``output``: Video, ``(F, H, W, 3)`` RGB arrays (``uint8`` in
-    [0, 255] or float in [0, 1]) or paths (each read once). Keys:
+    [0, 255] or float in [0, 1]), paths or :class:`~videdit.io.VideoStream`
+    (``iter_video``: frame selection and size). Files are decoded chunk by chunk,
+    twice each (flow pass, edge pass), so memory does not grow with their length. Keys:
 
     * ``frames``: frames compared; ``source_size`` / ``output_size``: ``[W, H]``;
     * ``warp_error``, ``warp_error_floor``, ``warp_error_ratio``,
@@ -454,14 +513,20 @@ def video_metrics(source, output, *, tolerance: float = 2, sigma: float = 2.0) -
     Values are plain ``float`` / ``int`` / ``str``; a NaN or infinite value, or a
     ratio with a zero floor, is ``None``. Needs at least 2 frames in each video.
     """
-    src = _as_frames(source, "source")
-    out = _as_frames(output, "output")
-    tc = temporal_consistency(src, out)
-    sf = structure_fidelity(src, out, tolerance=tolerance, sigma=sigma)
+    from .progress import progress
+
+    _number(tolerance, "tolerance", 0.0, strict=False)  # bad values fail before the long flow pass
+    _number(sigma, "sigma", 0.0, strict=True)
+    src = _frames(source, "source")
+    out = _frames(output, "output")
+    n = min(src.count, out.count)
+    with progress(total=2 * n - 1, desc="metrics (flow, then edges)", unit="frame") as bar:
+        tc = _temporal(src, out, lambda: bar.update(1))
+        sf = _structure(src, out, tolerance, sigma, lambda: bar.update(1))
     return {
         "frames": int(tc["frames"]),
-        "source_size": [int(src.shape[2]), int(src.shape[1])],
-        "output_size": [int(out.shape[2]), int(out.shape[1])],
+        "source_size": [src.width, src.height],
+        "output_size": [out.width, out.height],
         "warp_error": _json_float(tc["output"]),
         "warp_error_floor": _json_float(tc["floor"]),
         "warp_error_ratio": _json_float(tc["ratio"]),
