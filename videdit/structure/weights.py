@@ -5,7 +5,7 @@ Model-based structure signals take weights either from a local directory (the
 through the local Hugging Face cache. Two rules keep this predictable offline:
 
 * Availability checks only look at the file system (``try_to_load_from_cache``);
-  they never open a connection, so ``videdit signals`` cannot hang on a dead network.
+  they never open a connection, so ``videdit structure --list`` cannot hang on a dead network.
 * When ``HF_HUB_OFFLINE`` is set, or the hub does not accept a connection within
   a few seconds (:func:`hub_unavailable`), loads use ``local_files_only=True``;
   otherwise a missing file may be downloaded. Either way a failure becomes one
