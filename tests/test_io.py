@@ -172,3 +172,12 @@ def test_missing_and_bad_files_raise_input_error(tmp_path):
     (tmp_path / "t.mp4").write_text("hello")
     with pytest.raises(InputError, match="not a readable video"):
         read_video(tmp_path / "t.mp4")
+
+
+def test_a_directory_of_images_says_how_to_make_it_a_video(tmp_path):
+    with pytest.raises(InputError, match="is a directory, not a video file$"):
+        probe(tmp_path)
+    for i in range(2):
+        (tmp_path / f"{i:04d}.png").write_bytes(b"")
+    with pytest.raises(InputError, match=r"its 2 images as frames.*-i '.*\*\.png'"):
+        probe(tmp_path)

@@ -70,7 +70,11 @@ def check_input_path(path: str | os.PathLike) -> str:
     if not os.path.exists(p):
         raise InputError(f"{p}: no such file")
     if os.path.isdir(p):
-        raise InputError(f"{p}: is a directory, not a video file")
+        images = sorted(f for f in os.listdir(p) if f.lower().endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff")))
+        hint = (f"; to read its {len(images)} images as frames, make them a video first, e.g. `ffmpeg -framerate 24 "
+                f"-pattern_type glob -i '{os.path.join(p, '*' + os.path.splitext(images[0])[1])}' -crf 12 frames.mp4`"
+                if images else "")
+        raise InputError(f"{p}: is a directory, not a video file{hint}")
     if not os.path.isfile(p):
         raise InputError(f"{p}: not a regular file")
     if os.path.getsize(p) == 0:
