@@ -239,6 +239,23 @@ def test_missing_hub_weights_fail_fast_when_the_hub_cannot_be_reached(monkeypatc
         assert "\n" not in msg and "127.0.0.1 cannot be reached" in msg and "hf download" in msg, msg
 
 
+def test_behind_a_proxy_the_proxy_is_what_must_answer(monkeypatch):
+    import socket
+
+    from videdit.structure.weights import hub_unavailable
+
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "https_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "https://127.0.0.1:9")  # not reachable directly
+    with socket.socket() as proxy:
+        proxy.bind(("127.0.0.1", 0))
+        proxy.listen()
+        monkeypatch.setenv("HTTPS_PROXY", f"http://127.0.0.1:{proxy.getsockname()[1]}")
+        assert hub_unavailable() is None
+    monkeypatch.delenv("HTTPS_PROXY")
+    assert "127.0.0.1 cannot be reached" in hub_unavailable()
+
+
 def test_cli_restyle_writes_output_with_audio(tiny, tmp_path, capfd, monkeypatch):
     from videdit.cli import main
 

@@ -54,6 +54,11 @@ def hub_unavailable(timeout: float = 3.0) -> str | None:
     if hub_offline():
         return "HF_HUB_OFFLINE is set"
     url = urlsplit(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+    # Behind a proxy the client connects to the proxy, so that is what must answer.
+    proxy = next((os.environ[v] for v in (f"{url.scheme.upper()}_PROXY", f"{url.scheme}_proxy", "ALL_PROXY",
+                                          "all_proxy") if os.environ.get(v)), None)
+    if proxy:
+        url = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
     host = url.hostname or "huggingface.co"
     try:
         socket.create_connection((host, url.port or (80 if url.scheme == "http" else 443)), timeout=timeout).close()
