@@ -90,6 +90,7 @@ def test_structure_keeps_audio_and_range(tmp_path, capfd):
     info = probe(target)
     assert info.frame_count == 24 and (info.width, info.height) == (64, 40)
     assert info.has_audio and abs(info.audio_duration - 1.0) <= 1 / 24
+    assert "audio kept" in capfd.readouterr().out
 
 
 def test_refuses_to_overwrite_input(tmp_path, capfd):
@@ -152,7 +153,8 @@ def test_global_flags_work_after_the_subcommand(tmp_path, capfd, monkeypatch):
     monkeypatch.setenv("VIDEDIT_PROGRESS", "1")  # -q sets it to 0 for the process; restored after the test
     src = make_clip(tmp_path / "a.mp4", seconds=0.5)  # has audio, which a GIF cannot hold: a warning
     assert main(["structure", src, "-o", str(tmp_path / "e.gif")]) == 0
-    assert "holds no audio" in capfd.readouterr().err
+    out, err = capfd.readouterr()
+    assert "holds no audio" in err and "audio kept" not in out  # the summary does not claim it either
     assert main(["structure", src, "-o", str(tmp_path / "q.gif"), "-q"]) == 0
     assert capfd.readouterr().err == ""
     with pytest.raises(InputError):  # --debug after the subcommand: the traceback, not one line

@@ -40,7 +40,7 @@ def map_video(src: str | os.PathLike, transform: Callable[[np.ndarray], np.ndarr
                 bar.update(len(chunk))
     return {"input": stream.info.path, "output": outs.paths[0], "preview": outs.preview,
             "frames": outs.frames_written, "fps": stream.fps, "size": list(stream.size),
-            "audio": sound is not None}
+            "audio": outs.audio_kept}
 
 
 def structure_video(src: str | os.PathLike, output: str | os.PathLike, *, signal: str = "canny",

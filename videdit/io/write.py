@@ -386,6 +386,11 @@ class Outputs:
     def frames_written(self) -> int:
         return self.writers[0].frames_written
 
+    @property
+    def audio_kept(self) -> bool:
+        """True if the output carries the source's audio (False for GIF / PNG outputs, or no audio)."""
+        return self.writers[0].audio is not None
+
     def write(self, source: np.ndarray, out: np.ndarray) -> None:
         self.writers[0].write(out)
         if len(self.writers) > 1:
