@@ -371,7 +371,8 @@ def test_the_readmes_python_api_names_exist_and_one_shot_restyle_runs(tiny, fram
 
     import videdit
 
-    readme = open(os.path.join(os.path.dirname(__file__), "..", "README.md")).read()
+    with open(os.path.join(os.path.dirname(__file__), "..", "README.md")) as f:
+        readme = f.read()
     used = set(re.findall(r"\bvidedit\.([a-z_]+)\(", readme))
     assert {"restyle", "generate", "load_pipeline", "verify"} <= used
     assert [n for n in sorted(used) if not callable(getattr(videdit, n, None))] == []

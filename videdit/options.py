@@ -221,7 +221,7 @@ class DiffusionOptions:
             set_(self, "noise_share", want)
 
     @classmethod
-    def from_keywords(cls, also: tuple[str, ...] = (), **kw) -> "DiffusionOptions":
+    def from_keywords(cls, also: tuple[str, ...] = (), **kw) -> DiffusionOptions:
         """``cls(**kw)``, but an unknown keyword is a UsageError naming the nearest option.
 
         ``also``: the other keywords the caller accepts (listed in the message).
