@@ -159,3 +159,13 @@ def test_global_flags_work_after_the_subcommand(tmp_path, capfd, monkeypatch):
     assert capfd.readouterr().err == ""
     with pytest.raises(InputError):  # --debug after the subcommand: the traceback, not one line
         main(["info", str(tmp_path / "none.mp4"), "--debug"])
+
+
+def test_metrics_streams_a_damaged_file(corpus, capfd):
+    bad = corpus["truncated-moov-at-start"]  # its index lists twice the frames its data holds
+    rc = main(["metrics", bad, bad, "--json"])
+    out, lines = _stderr_lines(capfd)
+    _assert_clean_stderr(lines, rc)
+    d = json.loads(out)
+    assert rc == 0 and d["frames"] >= 24 and d["warp_error_ratio"] == pytest.approx(1.0)
+    assert d["structure_fidelity"] == pytest.approx(1.0)

@@ -356,3 +356,12 @@ def test_video_metrics_is_json_ready():
     assert d["warp_error_ratio"] == pytest.approx(d["warp_error"] / d["warp_error_floor"])
     assert 0 <= d["structure_fidelity"] <= 1
     assert d["notes"]
+
+
+def test_a_stream_that_ends_early_is_compared_as_far_as_it_goes():
+    # A damaged file can decode fewer frames than its index declares: measure what is there.
+    u = _u8(_pan(frames=8))
+    short = metrics._Frames(8, H, W, lambda: iter(u[:5]))  # declares 8, yields 5
+    d = video_metrics(short, u)
+    assert d["frames"] == 5 and any("only 5 of 8 frames could be decoded" in n for n in d["notes"])
+    assert d["warp_error"] == pytest.approx(video_metrics(u[:5], u[:5])["warp_error"])

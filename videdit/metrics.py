@@ -302,26 +302,35 @@ def _warp_errors(flows, outputs: Sequence[_Frames], n: int, notes=(), on_pair=No
     n_valid = 0
     n_total = 0
     streams = [iter(o) for o in outputs]
-    prev: list[np.ndarray | None] = [None] * len(outputs)
+
+    def read(frames, h, w):
+        f = next(frames, None)
+        return None if f is None else _frame01(_resize_to(f, h, w))
+
+    pairs = 0
     for t, pair in enumerate(flows):
         h, w = pair.valid.shape
+        prev = [read(s, h, w) for s in streams] if t == 0 else cur
+        cur = [read(s, h, w) for s in streams]
+        if any(f is None for f in (*prev, *cur)):
+            break  # a damaged file decoded fewer frames than it declares (the reader warned)
         maps = pair.maps()
         n_valid += int(pair.valid.sum())
         n_total += pair.valid.size
-        for k, frames in enumerate(streams):
-            if prev[k] is None:
-                prev[k] = _frame01(_resize_to(next(frames), h, w))
-            cur = _frame01(_resize_to(next(frames), h, w))
-            per[k, t] = _pair_error(prev[k], cur, pair, maps)
-            prev[k] = cur
+        for k in range(len(streams)):
+            per[k, t] = _pair_error(prev[k], cur[k], pair, maps)
+        pairs = t + 1
         if on_pair is not None:
             on_pair()
+    if pairs < n - 1:
+        notes = [*notes, f"only {pairs + 1} of {n} frames could be decoded: compared those"]
+        per = per[:, :pairs]
     frac = n_valid / n_total if n_total else math.nan
     results = []
     for k in range(len(outputs)):
         row = per[k]
         value = float(np.mean(row[np.isfinite(row)])) if np.isfinite(row).any() else math.nan
-        results.append(WarpErrorResult(value, row, frac, n, tuple(notes)))
+        results.append(WarpErrorResult(value, row, frac, min(n, pairs + 1), tuple(notes)))
     return results
 
 
