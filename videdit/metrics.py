@@ -307,10 +307,11 @@ def _warp_errors(flows, outputs: Sequence[_Frames], n: int, notes=(), on_pair=No
         f = next(frames, None)
         return None if f is None else _frame01(_resize_to(f, h, w))
 
-    pairs = 0
+    pairs, prev = 0, None
     for t, pair in enumerate(flows):
         h, w = pair.valid.shape
-        prev = [read(s, h, w) for s in streams] if t == 0 else cur
+        if prev is None:
+            prev = [read(s, h, w) for s in streams]
         cur = [read(s, h, w) for s in streams]
         if any(f is None for f in (*prev, *cur)):
             break  # a damaged file decoded fewer frames than it declares (the reader warned)
@@ -319,7 +320,7 @@ def _warp_errors(flows, outputs: Sequence[_Frames], n: int, notes=(), on_pair=No
         n_total += pair.valid.size
         for k in range(len(streams)):
             per[k, t] = _pair_error(prev[k], cur[k], pair, maps)
-        pairs = t + 1
+        pairs, prev = t + 1, cur
         if on_pair is not None:
             on_pair()
     if pairs < n - 1:
