@@ -169,3 +169,26 @@ def test_metrics_streams_a_damaged_file(corpus, capfd):
     d = json.loads(out)
     assert rc == 0 and d["frames"] >= 24 and d["warp_error_ratio"] == pytest.approx(1.0)
     assert d["structure_fidelity"] == pytest.approx(1.0)
+
+
+def test_sigterm_mid_write_leaves_no_partial_file(tmp_path, capfd, monkeypatch):
+    import signal
+
+    from videdit.io.write import VideoWriter
+
+    src = make_clip(tmp_path / "a.mp4", seconds=2)
+    write, calls = VideoWriter.write, []
+
+    def write_then_get_killed(self, frames):
+        write(self, frames)
+        calls.append(len(frames))
+        if len(calls) == 2:  # the temporary output exists by now
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    monkeypatch.setattr(VideoWriter, "write", write_then_get_killed)
+    before = signal.getsignal(signal.SIGTERM)
+    rc = main(["structure", src, "-o", str(tmp_path / "e.mp4")])
+    _, lines = _stderr_lines(capfd)
+    assert rc == 143 and lines == ["videdit: terminated"] and len(calls) >= 2
+    assert sorted(os.listdir(tmp_path)) == ["a.mp4"]  # no output, no hidden temporary
+    assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back

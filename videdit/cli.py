@@ -288,15 +288,31 @@ def pipelines():
             click.echo(f"{'':22s} {r.description}")
 
 
+class _Terminated(BaseException):
+    """SIGTERM, raised in the main thread so every open output is aborted as on Ctrl-C."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated
+
+
 def main(argv=None) -> int:
     """Run the CLI; returns the exit code instead of raising SystemExit."""
+    import signal
+    import threading
+
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     saved = (list(log.handlers), log.level, log.propagate)
+    # A killed run (a scheduler's SIGTERM, `timeout`) must not leave partial files behind either.
+    main_thread = threading.current_thread() is threading.main_thread()
+    old_term = signal.signal(signal.SIGTERM, _on_sigterm) if main_thread else None
     try:
         return _main(argv, debug)
-    finally:  # in-process callers (tests, editors embedding the CLI) get their logging back
+    finally:  # in-process callers (tests, editors embedding the CLI) get their logging and handler back
         log.handlers[:], log.level, log.propagate = saved[0], saved[1], saved[2]
+        if main_thread:  # None: a handler not set from Python; the default is the best we can restore
+            signal.signal(signal.SIGTERM, signal.SIG_DFL if old_term is None else old_term)
 
 
 def _main(argv: list, debug: bool) -> int:
@@ -322,6 +338,9 @@ def _main(argv: list, debug: bool) -> int:
     except KeyboardInterrupt:
         click.echo("videdit: interrupted", err=True)
         return 130
+    except _Terminated:
+        click.echo("videdit: terminated", err=True)
+        return 143
     except BrokenPipeError:
         return 0
     except Exception as err:  # a bug: say so in one line, traceback only with --debug
