@@ -10,6 +10,7 @@ import pytest
 from videdit.errors import InputError, OutputError, UsageError
 from videdit.io import AudioSource, VideoWriter, iter_video, probe, read_video, write_video
 from videdit.options import ReadOptions
+from videdit.options import ReadOptions
 
 from videos import make_clip, make_vfr
 
@@ -181,3 +182,8 @@ def test_a_directory_of_images_says_how_to_make_it_a_video(tmp_path):
         (tmp_path / f"{i:04d}.png").write_bytes(b"")
     with pytest.raises(InputError, match=r"its 2 images as frames.*-i '.*\*\.png'"):
         probe(tmp_path)
+
+
+def test_an_empty_range_is_reported_as_the_user_wrote_it():
+    with pytest.raises(UsageError, match=r"--end \(10f\) must come after --start \(48f\)"):
+        ReadOptions(start="48f", end="10f")

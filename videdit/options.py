@@ -27,6 +27,9 @@ class TimePoint:
     def seconds(self, fps: float) -> float:
         return self.value / fps if self.frames else self.value
 
+    def __str__(self) -> str:  # as the user wrote it: 48f, 2.5s
+        return f"{self.value:g}{'f' if self.frames else 's'}"
+
 
 def parse_time(spec, name: str = "time") -> TimePoint | None:
     """Parse ``2.5`` / ``"2.5"`` / ``"2.5s"`` (seconds) or ``"48f"`` (frames)."""
@@ -110,7 +113,7 @@ class ReadOptions:
             raise UsageError("--size and --max-side exclude each other; give one")
         if (self.start is not None and self.end is not None and self.start.frames == self.end.frames
                 and self.end.value <= self.start.value):
-            raise UsageError(f"--end ({self.end.value}) must come after --start ({self.start.value})")
+            raise UsageError(f"--end ({self.end}) must come after --start ({self.start})")
 
     def target_size(self, width: int, height: int) -> tuple[int, int]:
         """Output ``(width, height)`` for a ``width x height`` source.
