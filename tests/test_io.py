@@ -10,7 +10,6 @@ import pytest
 from videdit.errors import InputError, OutputError, UsageError
 from videdit.io import AudioSource, VideoWriter, iter_video, probe, read_video, write_video
 from videdit.options import ReadOptions
-from videdit.options import ReadOptions
 
 from videos import make_clip, make_vfr
 
