@@ -471,3 +471,42 @@ def test_generate_names_the_nearest_option_for_a_misspelt_one(comps):
 
     with pytest.raises(UsageError, match=r"unknown option 'frame' \(did you mean 'frames'\?\)"):
         Pipeline(comps).generate("a red circle", frame=4)
+
+
+def test_restyle_with_a_text2video_recipe_is_video_to_video(comps, tmp_path, caplog):
+    """`restyle` with a UNet3D recipe (zeroscope-v2v's use) runs the SDEdit path, file in, file out."""
+    import logging
+
+    from videos import make_clip
+
+    from videdit.api import Pipeline
+    from videdit.io import Video, probe
+    from videdit.provenance.report import verify
+
+    pipe, video = Pipeline(comps), _video()
+    kw = {"strength": 0.6, "steps": 5, "seed": 7, "size": f"{SIZE}x{SIZE}"}
+    got = pipe.restyle(Video(video, 8.0), PROMPT, **kw)
+    want = video_to_video_frames(comps, _opts(strength=0.6, steps=5, frames=None, guidance=None), video)
+    assert np.array_equal(got.frames, want) and got.fps == 8.0
+
+    clip = make_clip(tmp_path / "a.mp4", seconds=1)  # 24 frames with audio; the recipe's clip is 16
+    with caplog.at_level(logging.WARNING, logger="videdit"):
+        s = pipe.restyle(clip, PROMPT, output=str(tmp_path / "o.mp4"), **kw)
+    assert s["frames"] == 16 and any("first 16 frames" in r.getMessage() for r in caplog.records)
+    info = probe(s["output"])
+    assert info.frame_count == 16 and info.has_audio and (info.width, info.height) == (SIZE, SIZE)
+    rep = verify(s["output"])
+    assert rep.credentials.claims["action"] == "c2pa.edited" and rep.credentials.claims["recipe"] == "modelscope-t2v"
+
+
+def test_a_text2video_recipe_loads_for_restyle(monkeypatch, tmp_path):
+    from videdit.api import load_pipeline
+    from videdit.errors import MissingWeightsError
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf" / "hub"))
+    with pytest.raises(MissingWeightsError):  # past the kind check: only the weights are missing here
+        load_pipeline("zeroscope-v2v", kind="restyle")
+    with pytest.raises(UsageError, match="restyle recipe, not text2video"):
+        load_pipeline("mini", kind="text2video")

@@ -62,7 +62,8 @@ class Pipeline:
         from .core.recipes import load_recipe
 
         recipe = load_recipe(pipeline or (DEFAULT_RESTYLE if kind == "restyle" else DEFAULT_GENERATE))
-        if kind is not None and recipe.kind != kind:
+        # A text2video model also restyles (video-to-video, SDEdit); a restyle model cannot generate.
+        if kind is not None and recipe.kind != kind and not (kind == "restyle" and recipe.kind == "text2video"):
             command = "generate" if recipe.kind == "text2video" else "restyle"
             raise UsageError(f"pipeline '{recipe.name}' is a {recipe.kind} recipe, not {kind}; "
                              f"use `videdit {command}` with it, or choose a {kind} recipe")
@@ -121,33 +122,14 @@ class Pipeline:
         read_kw = {k: kw.pop(k) for k in _READ_KEYS if k in kw}
         read_fps = kw.pop("fps", None)
         opts = self.options(prompt, **kw)
-        size = opts.size
-        if size is None and read_kw.get("max_side") is None:
+        if opts.size is None and read_kw.get("max_side") is None:
             read_kw["max_side"] = int(self.recipe.default("max_side", 512))
         prep = prepare(self.components, opts)  # fails fast on bad prompt/options, before decoding
-        ropts = ReadOptions(size=size, fps=read_fps, multiple=self.size_multiple,
+        ropts = ReadOptions(size=opts.size, fps=read_fps, multiple=self.size_multiple,
                             chunk=max(1, opts.chunk - opts.overlap), **read_kw)
-        if isinstance(video, Video):
-            # Frame selection is the reader's job: with frames already decoded it would be ignored.
-            chosen = [k for k, v in {**read_kw, "fps": read_fps}.items() if k != "max_side" and v is not None]
-            if chosen:
-                raise UsageError(f"{', '.join(chosen)}: frame selection applies when reading a file; "
-                                 "for a Video, slice video.frames (or read it with these options)")
-            frames = video.frames
-            w, h = ropts.target_size(video.width, video.height)
-            if (w, h) != (video.width, video.height):
-                from .io.read import _resize
-
-                frames = _resize(frames, (w, h))
-            chunks = [frames[i:i + ropts.chunk] for i in range(0, len(frames), ropts.chunk)]
-            self._warn_unknown(opts.prompt)
-            return prep, chunks, len(frames), video.fps, video.source, video.start
-        if not isinstance(video, (str, os.PathLike)):
-            raise UsageError(f"video: give a file path or a videdit.Video, not {type(video).__name__} "
-                             "(wrap decoded frames as videdit.Video(frames, fps))")
-        stream = iter_video(video, ropts)  # probes the input: a bad file fails here, before any warning
+        chunks, total, fps, info, start = _open_source(video, ropts, read_fps)
         self._warn_unknown(opts.prompt)
-        return prep, stream, len(stream), stream.fps, stream.info, stream.start
+        return prep, chunks, total, fps, info, start
 
     def restyle_stream(self, video, prompt: str = "", **kw) -> Iterator[np.ndarray]:
         """Yield restyled ``(n, H, W, 3) uint8`` chunks as they are made (see :meth:`restyle`)."""
@@ -175,6 +157,9 @@ class Pipeline:
         from .core.restyle import restyle_windows, window_count
         from .io import prefetch
 
+        if self.recipe.kind == "text2video":
+            return self._video_to_video(video, prompt, output=output, preview=preview, watermark=watermark,
+                                        prompt_in_credentials=prompt_in_credentials, **kw)
         prep, chunks, total, fps, info, start = self._restyle_setup(video, prompt, kw)
         src = prefetch(chunks) if not isinstance(chunks, list) else chunks
         pending: deque = deque()  # source frames not yet matched by output (at most a window)
@@ -205,6 +190,49 @@ class Pipeline:
         if output is None:
             return Video(np.concatenate(out_frames), fps, source=info, start=start)
         return {"output": outs.paths[0], "preview": outs.preview, "frames": done, "fps": fps,
+                "pipeline": self.recipe.name}
+
+    def _video_to_video(self, video, prompt, *, output, preview, watermark, prompt_in_credentials, **kw):
+        """:meth:`restyle` with a text2video (UNet3D) recipe: SDEdit (Meng et al. 2022), the clip noised to
+        ``strength`` and denoised under the prompt, as ``zeroscope-v2v`` is meant to be used.
+
+        All frames are denoised together (the temporal layers see the whole clip), so memory grows with
+        the clip: a file is read up to the recipe's ``frames`` unless ``max_frames`` says otherwise, at the
+        recipe's ``size`` unless ``max_side`` does.
+        """
+        from .core.t2v import resolve_options, video_to_video_frames
+
+        read_kw = {k: kw.pop(k) for k in _READ_KEYS if k in kw}
+        read_fps = kw.pop("fps", None)
+        also = (*_READ_KEYS, "fps", "output", "preview", "watermark", "prompt_in_credentials")
+        opts = resolve_options(self.components, DiffusionOptions.from_keywords(also, prompt=prompt, **kw))
+        size = opts.size if read_kw.get("max_side") is None else None
+        capped = read_kw.get("max_frames") is None and not isinstance(video, Video)
+        if capped:
+            read_kw["max_frames"] = opts.frames + 1  # one more tells whether the clip is longer
+        ropts = ReadOptions(size=size, fps=read_fps, multiple=self.components.vae_factor, **read_kw)
+        chunks, _, fps, info, start = _open_source(video, ropts, read_fps)
+        frames = np.concatenate(list(chunks))
+        if capped and len(frames) > opts.frames:
+            frames = frames[: opts.frames]
+            log.warning("%s: restyling its first %d frames, the clip length of pipeline '%s' (all frames are "
+                        "denoised together); --max-frames N for more", info.path, opts.frames, self.recipe.name)
+        total = len(frames)
+        self._warn_unknown(opts.prompt)
+        mark = (_provenance(self.recipe.name, opts.prompt, info.path if info is not None else None, watermark,
+                            prompt_in_credentials) if output is not None else None)
+        audio = AudioSource(info.path, start, total / fps) if output and info is not None and info.has_audio else None
+        outs = (Outputs(output, preview, fps, audio=audio, protect=[info.path] if info is not None else [],
+                        provenance=mark) if output is not None else nullcontext())
+        steps = max(1, min(int(opts.steps * opts.strength), opts.steps))
+        with outs, progress(total=steps, desc=f"video-to-video {self.recipe.name} ({total} frames)",
+                            unit="step") as bar:
+            out = video_to_video_frames(self.components, opts, frames, on_step=lambda i, x: bar.update(1))
+            if output is not None:
+                outs.write(frames, out)
+        if output is None:
+            return Video(out, fps, source=info, start=start)
+        return {"output": outs.paths[0], "preview": outs.preview, "frames": len(out), "fps": fps,
                 "pipeline": self.recipe.name}
 
     # -- generate -----------------------------------------------------------------------
@@ -239,6 +267,30 @@ class Pipeline:
             raise
         return {"output": path, "frames": len(frames), "fps": float(opts.fps), "pipeline": self.recipe.name,
                 "size": [int(frames.shape[2]), int(frames.shape[1])]}
+
+
+def _open_source(video, ropts: ReadOptions, read_fps=None):
+    """``(chunks, frames, fps, info, start)`` of a path (streamed) or a decoded :class:`Video` under ``ropts``."""
+    if isinstance(video, Video):
+        # Frame selection is the reader's job: with frames already decoded it would be ignored.
+        chosen = [k for k in ("start", "end", "max_frames") if getattr(ropts, k) is not None]
+        chosen += (["stride"] if ropts.stride != 1 else []) + (["fps"] if read_fps is not None else [])
+        if chosen:
+            raise UsageError(f"{', '.join(chosen)}: frame selection applies when reading a file; "
+                             "for a Video, slice video.frames (or read it with these options)")
+        frames = video.frames
+        w, h = ropts.target_size(video.width, video.height)
+        if (w, h) != (video.width, video.height):
+            from .io.read import _resize
+
+            frames = _resize(frames, (w, h))
+        chunks = [frames[i:i + ropts.chunk] for i in range(0, len(frames), ropts.chunk)]
+        return chunks, len(frames), video.fps, video.source, video.start
+    if not isinstance(video, (str, os.PathLike)):
+        raise UsageError(f"video: give a file path or a videdit.Video, not {type(video).__name__} "
+                         "(wrap decoded frames as videdit.Video(frames, fps))")
+    stream = iter_video(video, ropts)  # probes the input: a bad file fails here
+    return stream, len(stream), stream.fps, stream.info, stream.start
 
 
 def _provenance(recipe: str, prompt: str, source: str | None, watermark: bool, include_prompt: bool):

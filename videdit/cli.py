@@ -242,7 +242,11 @@ def _load_pipeline(load: dict, kind: str):
 @click.option("--size", help="Process at WIDTHxHEIGHT (rounded to the model's multiple).")
 @click.option("--max-side", type=int, help="Process with the longer side at most N (recipe default 512).")
 def restyle(video, output, **kw):
-    """Repaint VIDEO following its structure, with a text prompt and/or a reference image."""
+    """Repaint VIDEO following its structure, with a text prompt and/or a reference image.
+
+    With a text2video recipe (zeroscope-v2v, modelscope-t2v, mini-t2v) it is video-to-video
+    (SDEdit): the clip, up to the recipe's frame count and at its size, is noised to --strength
+    and denoised under the prompt."""
     load, opts = _pop_diffusion(kw)
     preview = opts.pop("preview", None)
     if "structure" in opts:
