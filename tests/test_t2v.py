@@ -497,6 +497,8 @@ def test_restyle_with_a_text2video_recipe_is_video_to_video(comps, tmp_path, cap
     assert info.frame_count == 16 and info.has_audio and (info.width, info.height) == (SIZE, SIZE)
     rep = verify(s["output"])
     assert rep.credentials.claims["action"] == "c2pa.edited" and rep.credentials.claims["recipe"] == "modelscope-t2v"
+    with pytest.raises(UsageError, match="cannot stream; use restyle"):
+        next(pipe.restyle_stream(clip, PROMPT, **kw))
 
 
 def test_a_text2video_recipe_loads_for_restyle(monkeypatch, tmp_path):

@@ -116,9 +116,9 @@ class Pipeline:
     def _restyle_setup(self, video, prompt, kw):
         from .core.restyle import prepare
 
-        if self.recipe.kind != "restyle":
-            raise UsageError(f"pipeline '{self.recipe.name}' is a {self.recipe.kind} recipe; "
-                             "use `videdit generate` with it, or choose a restyle recipe")
+        if self.recipe.kind != "restyle":  # only restyle() takes a text2video recipe (video-to-video)
+            raise UsageError(f"pipeline '{self.recipe.name}' is a {self.recipe.kind} recipe: its frames are "
+                             "denoised together, so they cannot stream; use restyle() (video-to-video)")
         read_kw = {k: kw.pop(k) for k in _READ_KEYS if k in kw}
         read_fps = kw.pop("fps", None)
         opts = self.options(prompt, **kw)
