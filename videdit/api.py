@@ -210,7 +210,7 @@ class Pipeline:
         capped = read_kw.get("max_frames") is None and not isinstance(video, Video)
         if capped:
             read_kw["max_frames"] = opts.frames + 1  # one more tells whether the clip is longer
-        ropts = ReadOptions(size=size, fps=read_fps, multiple=self.components.vae_factor, **read_kw)
+        ropts = ReadOptions(size=size, fps=read_fps, multiple=self.size_multiple, **read_kw)
         chunks, _, fps, info, start = _open_source(video, ropts, read_fps)
         frames = np.concatenate(list(chunks))
         if capped and len(frames) > opts.frames:
