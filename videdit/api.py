@@ -155,6 +155,7 @@ class Pipeline:
         the prompt.
         """
         from .core.restyle import restyle_windows, window_count
+        from .core.sampling import denoise_steps
         from .io import prefetch
 
         if self.recipe.kind == "text2video":
@@ -170,13 +171,9 @@ class Pipeline:
                 yield c
 
         out_frames, done = [], 0
-        audio = AudioSource(info.path, start, total / fps) if output and info is not None and info.has_audio else None
-        mark = _provenance(self.recipe.name, prep.opts.prompt, info.path if info is not None else None,
-                           watermark, prompt_in_credentials) if output is not None else None
-        outs = (Outputs(output, preview, fps, audio=audio, protect=[info.path] if info is not None else [],
-                        provenance=mark) if output is not None else nullcontext())
         o = prep.opts
-        steps = max(1, min(int(o.steps * o.strength), o.steps))
+        outs = self._outputs(output, preview, o.prompt, fps, info, start, total, watermark, prompt_in_credentials)
+        steps = denoise_steps(o.steps, o.strength)
         n_windows = window_count(total, o.chunk, o.overlap)
         with outs, progress(total=n_windows * steps, desc=f"restyle {self.recipe.name} ({total} frames, "
                             f"{n_windows} windows)", unit="step") as bar:
@@ -192,6 +189,16 @@ class Pipeline:
         return {"output": outs.paths[0], "preview": outs.preview, "frames": done, "fps": fps,
                 "pipeline": self.recipe.name}
 
+    def _outputs(self, output, preview, prompt, fps, info, start, frames, watermark, prompt_in_credentials):
+        """Where a restyle writes: ``output`` (and ``preview``) with credentials, the mark and the audio of
+        the ``frames`` read from ``start`` of ``info``'s file; a no-op context without ``output``."""
+        if output is None:
+            return nullcontext()
+        source = info.path if info is not None else None
+        audio = AudioSource(source, start, frames / fps) if info is not None and info.has_audio else None
+        mark = _provenance(self.recipe.name, prompt, source, watermark, prompt_in_credentials)
+        return Outputs(output, preview, fps, audio=audio, protect=[source] if source else [], provenance=mark)
+
     def _video_to_video(self, video, prompt, *, output, preview, watermark, prompt_in_credentials, **kw):
         """:meth:`restyle` with a text2video (UNet3D) recipe: SDEdit (Meng et al. 2022), the clip noised to
         ``strength`` and denoised under the prompt, as ``zeroscope-v2v`` is meant to be used.
@@ -200,6 +207,7 @@ class Pipeline:
         the clip: a file is read up to the recipe's ``frames`` unless ``max_frames`` says otherwise, at the
         recipe's ``size`` unless ``max_side`` does.
         """
+        from .core.sampling import denoise_steps
         from .core.t2v import resolve_options, video_to_video_frames
 
         read_kw = {k: kw.pop(k) for k in _READ_KEYS if k in kw}
@@ -219,13 +227,8 @@ class Pipeline:
                         "denoised together); --max-frames N for more", info.path, opts.frames, self.recipe.name)
         total = len(frames)
         self._warn_unknown(opts.prompt)
-        mark = (_provenance(self.recipe.name, opts.prompt, info.path if info is not None else None, watermark,
-                            prompt_in_credentials) if output is not None else None)
-        audio = AudioSource(info.path, start, total / fps) if output and info is not None and info.has_audio else None
-        outs = (Outputs(output, preview, fps, audio=audio, protect=[info.path] if info is not None else [],
-                        provenance=mark) if output is not None else nullcontext())
-        steps = max(1, min(int(opts.steps * opts.strength), opts.steps))
-        with outs, progress(total=steps, desc=f"video-to-video {self.recipe.name} ({total} frames)",
+        outs = self._outputs(output, preview, opts.prompt, fps, info, start, total, watermark, prompt_in_credentials)
+        with outs, progress(total=denoise_steps(opts.steps, opts.strength), desc=f"video-to-video {self.recipe.name} ({total} frames)",
                             unit="step") as bar:
             out = video_to_video_frames(self.components, opts, frames, on_step=lambda i, x: bar.update(1))
             if output is not None:

@@ -18,7 +18,7 @@ from typing import Callable, Sequence
 
 import torch
 
-__all__ = ["frame_noise", "make_timesteps", "noised_start", "classifier_free", "sample", "step_kwargs",
+__all__ = ["frame_noise", "denoise_steps", "make_timesteps", "noised_start", "classifier_free", "sample", "step_kwargs",
            "fresh_scheduler"]
 
 Model = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
@@ -53,6 +53,11 @@ def frame_noise(seed: int, frames: Sequence[int], shape: tuple[int, int, int], *
     return out.to(device=device, dtype=dtype)
 
 
+def denoise_steps(steps: int, strength: float = 1.0) -> int:
+    """Steps actually run for ``steps`` at ``strength``: ``int(steps * strength)``, as diffusers' img2img."""
+    return min(int(steps * strength), steps)
+
+
 def make_timesteps(scheduler, steps: int, strength: float = 1.0, device="cpu") -> torch.Tensor:
     """Set ``steps`` on ``scheduler`` and keep the last ``strength`` fraction (SDEdit, Meng et al. 2022).
 
@@ -60,8 +65,7 @@ def make_timesteps(scheduler, steps: int, strength: float = 1.0, device="cpu") -
     are run, starting from the noise level of the first kept timestep.
     """
     scheduler.set_timesteps(steps, device=device)
-    run = min(int(steps * strength), steps)
-    start = max(steps - run, 0)
+    start = max(steps - denoise_steps(steps, strength), 0)
     timesteps = scheduler.timesteps[start * scheduler.order:]
     if hasattr(scheduler, "set_begin_index"):
         scheduler.set_begin_index(start * scheduler.order)
