@@ -402,8 +402,14 @@ def temporal_consistency(source, output) -> dict:
 
 
 def _temporal(source, output, on_pair=None) -> dict:
+    import itertools
+
     src = _frames(source, "source")
-    res_out, res_src = _warp_errors_of(src, [output, src], "temporal consistency", on_pair)
+    # One decode of the source serves its flow and its own (floor) error: the two read in step,
+    # so the tee holds a frame or two.
+    for_flow, for_floor = itertools.tee(src)
+    flow_src, floor = (_Frames(src.count, src.height, src.width, lambda it=it: it) for it in (for_flow, for_floor))
+    res_out, res_src = _warp_errors_of(flow_src, [output, floor], "temporal consistency", on_pair)
     floor = res_src.value
     ratio = res_out.value / floor if (math.isfinite(floor) and floor > 0) else None
     return {
