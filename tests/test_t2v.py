@@ -10,6 +10,7 @@ One slow test runs the full-size ModelScope UNet3D (random weights) for one step
 from __future__ import annotations
 
 import gc
+import itertools
 import os
 import shutil
 import subprocess
@@ -471,16 +472,19 @@ def test_generate_names_the_nearest_option_for_a_misspelt_one(comps):
 
     with pytest.raises(UsageError, match=r"unknown option 'frame' \(did you mean 'frames'\?\)"):
         Pipeline(comps).generate("a red circle", frame=4)
+    with pytest.raises(UsageError, match="strength: generate starts from noise"):  # it was silently ignored
+        Pipeline(comps).generate("a red circle", strength=0.5, frames=1, steps=1, size=(SIZE, SIZE))
 
 
 def test_restyle_with_a_text2video_recipe_is_video_to_video(comps, tmp_path, caplog):
-    """`restyle` with a UNet3D recipe (zeroscope-v2v's use) runs the SDEdit path, file in, file out."""
+    """`restyle` with a UNet3D recipe (zeroscope-v2v's use) runs the SDEdit path, file in, file out; past the
+    recipe's clip length it stops with a warning, or with --chunk co-denoises the whole clip in windows."""
     import logging
 
     from videos import make_clip
 
     from videdit.api import Pipeline
-    from videdit.io import Video, probe
+    from videdit.io import Video, probe, read_video
     from videdit.provenance.report import verify
 
     pipe, video = Pipeline(comps), _video()
@@ -492,9 +496,25 @@ def test_restyle_with_a_text2video_recipe_is_video_to_video(comps, tmp_path, cap
     clip = make_clip(tmp_path / "a.mp4", seconds=1)  # 24 frames with audio; the recipe's clip is 16
     with caplog.at_level(logging.WARNING, logger="videdit"):
         s = pipe.restyle(clip, PROMPT, output=str(tmp_path / "o.mp4"), **kw)
-    assert s["frames"] == 16 and any("first 16 frames" in r.getMessage() for r in caplog.records)
+    assert s["frames"] == 16 and any("first 16 frames" in r.getMessage() and "--chunk 16" in r.getMessage()
+                                     for r in caplog.records)
     info = probe(s["output"])
     assert info.frame_count == 16 and info.has_audio and (info.width, info.height) == (SIZE, SIZE)
+    # With windows the whole clip is restyled, each UNet call on 16 frames; the preview gets the source.
+    seen = []
+    hook = comps.unet.register_forward_pre_hook(lambda m, a: seen.append(a[0].shape[2]))
+    try:
+        s = pipe.restyle(clip, PROMPT, output=str(tmp_path / "o.mp4"), preview=str(tmp_path / "p.mp4"),
+                         chunk=16, **kw)
+    finally:
+        hook.remove()
+    assert s["frames"] == 24 and seen == [16] * (2 * 3)  # 2 windows x 3 steps (0.6 of 5)
+    assert probe(s["output"]).frame_count == 24 and probe(s["output"]).has_audio
+    side = read_video(s["preview"]).frames
+    assert side.shape == (24, SIZE, 2 * SIZE, 3)
+    src = read_video(clip, size=f"{SIZE}x{SIZE}").frames
+    left, right = (np.abs(half.astype(int) - src).mean() for half in (side[:, :, :SIZE], side[:, :, SIZE:]))
+    assert left < 0.5 * right  # the left half is the source (16 px through yuv420 and the mark: not exact)
     rep = verify(s["output"])
     assert rep.credentials.claims["action"] == "c2pa.edited" and rep.credentials.claims["recipe"] == "modelscope-t2v"
     with pytest.raises(UsageError, match="cannot stream; use restyle"):
@@ -512,3 +532,117 @@ def test_a_text2video_recipe_loads_for_restyle(monkeypatch, tmp_path):
         load_pipeline("zeroscope-v2v", kind="restyle")
     with pytest.raises(UsageError, match="restyle recipe, not text2video"):
         load_pipeline("mini", kind="text2video")
+
+
+# --------------------------------------------------------------------------- long clips: co-denoising
+
+
+@pytest.mark.parametrize("n,size,overlap", [(5, 16, 8), (16, 16, 8), (17, 16, 8), (40, 16, 8), (41, 16, 12),
+                                            (100, 7, 0), (9, 3, 2)])
+def test_window_spans_cover_the_clip_at_the_trained_length(n, size, overlap):
+    from videdit.core.chunks import spans, window_count, windows
+
+    plan = spans(n, size, overlap)
+    assert plan[0][0] == 0 and plan[-1][1] == n
+    assert all(b - a == min(size, n) for a, b in plan)  # every window is as long as the model's clip
+    starts = [a for a, _ in plan]
+    steps = [b - a for a, b in itertools.pairwise(starts)]
+    assert all(s == size - overlap for s in steps[:-1]) and all(0 < s <= size - overlap for s in steps)  # no gaps
+    streamed = list(windows([np.zeros((n, 1, 1, 3), np.uint8)], size, overlap))
+    assert len(plan) == window_count(n, size, overlap) == len(streamed)
+
+
+def test_co_denoise_is_the_weighted_mean_of_the_windows_predictions():
+    """Each frame's prediction is the mean of the windows holding it, weighted by the frame's place in each
+    window; a short clip calls the model once on all its frames."""
+    from videdit.core.chunks import co_denoise, fusion_weights, spans
+
+    n, size, overlap = 11, 4, 2
+    calls = []
+
+    def model_for(k):
+        def model(x, t, i):  # window-dependent answer: where the window starts, per frame
+            calls.append(len(x))
+            return torch.full_like(x, float(x[0, 0, 0, 0]))
+        return model
+
+    x = torch.arange(n, dtype=torch.float32)[:, None, None, None].expand(n, 2, 1, 1).contiguous()
+    got = co_denoise(model_for, n, size, overlap)(x, torch.tensor(1), 0)
+    want = []
+    for f in range(n):  # independent: loop over the windows holding frame f
+        held = [(a, f - a) for a, b in spans(n, size, overlap) if a <= f < b]
+        w = [float(fusion_weights(size)[j]) for _, j in held]
+        want.append(sum(wi * a for wi, (a, _) in zip(w, held)) / sum(w))
+    assert torch.allclose(got[:, 0, 0, 0], torch.tensor(want)) and torch.equal(got[:, 0], got[:, 1])
+    assert calls == [size] * len(spans(n, size, overlap))
+    calls.clear()
+    co_denoise(model_for, 3, size, overlap)(x[:3], torch.tensor(1), 0)
+    assert calls == [3]
+
+
+def test_fusion_hands_windows_over_gradually():
+    """Two windows that disagree (predictions 0 and 1): with the pyramid weights the 8 shared frames go from
+    one to the other in steps of 1/9; plain averaging would jump by half the disagreement at each border."""
+    from videdit.core.chunks import co_denoise
+
+    def model_for(k):
+        return lambda x, t, i: torch.full_like(x, 0.0 if x[0, 0, 0, 0] == 0 else 1.0)
+
+    x = torch.arange(24, dtype=torch.float32)[:, None, None, None]
+    fused = co_denoise(model_for, 24, 16, 8)(x, torch.tensor(1), 0)[:, 0, 0, 0]
+    assert fused[0] == 0 and fused[-1] == 1
+    assert torch.diff(fused).abs().max() <= 1 / 8
+
+
+def test_long_text_to_video_runs_the_unet3d_on_windows_of_its_clip_length(comps):
+    """More frames than ``chunk``: every UNet3D call sees ``chunk`` frames (the batch doubled by CFG), the
+    windows overlap, and the result differs from one joint pass; up to ``chunk`` frames nothing changes."""
+    from videdit.core.t2v import resolve_options
+
+    seen = []
+    hook = comps.unet.register_forward_pre_hook(lambda m, a: seen.append(tuple(a[0].shape[:3])))
+    try:
+        opts = _opts(frames=7, chunk=3, overlap=1, steps=2)
+        windowed = generate_frames(comps, opts, output="latent")
+        n_windows = len(seen) // 2
+        assert n_windows == 3 and set(seen) == {(2, 4, 3)}  # (CFG branches, C, frames)
+        seen.clear()
+        joint = generate_frames(comps, _opts(frames=7, chunk=7, steps=2), output="latent")
+        assert set(seen) == {(2, 4, 7)}
+        assert windowed.shape == joint.shape and not torch.allclose(windowed, joint)
+        seen.clear()
+        short = generate_frames(comps, _opts(frames=3, chunk=3, overlap=1, steps=2), output="latent")
+        assert torch.equal(short, generate_frames(comps, _opts(frames=3, chunk=16, steps=2), output="latent"))
+    finally:
+        hook.remove()
+    # No windows unless asked for; the overlap defaults to half a window and needs one.
+    r = resolve_options(comps, _opts(frames=64, chunk=None))
+    assert (r.chunk, r.overlap) == (None, None)
+    assert resolve_options(comps, _opts(frames=64, chunk=6)).overlap == 3
+    with pytest.raises(UsageError, match=r"--overlap \(20\) must be smaller than --chunk \(16\)"):
+        resolve_options(comps, _opts(frames=64, chunk=16, overlap=20))
+    with pytest.raises(UsageError, match="give --chunk too"):
+        resolve_options(comps, _opts(frames=64, overlap=4))
+
+
+def test_windows_start_from_reordered_noise_of_the_first_window(comps):
+    """FreeNoise's rescheduling: after the first window, each block of (chunk - overlap) frames takes the
+    initial noise of the block a window earlier, shuffled; the run uses exactly that noise."""
+    from videdit.core.chunks import rescheduled_frames
+
+    order = rescheduled_frames(40, 16, 4, seed=7)
+    assert order[:16] == list(range(16)) and len(order) == 40
+    for a in (16, 28):
+        block, earlier = order[a:a + 12], order[a - 16:a - 4]
+        assert sorted(block) == sorted(earlier) and block != earlier  # the same noise, reordered
+    assert set(order) == set(range(16))  # every frame's noise is one of the first window's
+    assert rescheduled_frames(21, 16, 4, seed=7)[16:] == order[16:21]  # a partial block: its first frames
+    assert order != rescheduled_frames(40, 16, 4, seed=8) and order == rescheduled_frames(40, 16, 4, seed=7)
+    assert rescheduled_frames(12, 16, 4, seed=7) == list(range(12))
+
+    opts = _opts(frames=7, chunk=3, overlap=1, steps=2, noise_share=0.0)
+    noise = frame_noise(7, rescheduled_frames(7, 3, 1, 7), (4, 8, 8))
+    assert torch.equal(generate_frames(comps, opts, output="latent"),
+                       generate_frames(comps, opts, noise=noise, output="latent"))
+    assert not torch.equal(generate_frames(comps, opts, output="latent"),
+                           generate_frames(comps, opts, noise=frame_noise(7, range(7), (4, 8, 8)), output="latent"))

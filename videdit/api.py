@@ -154,7 +154,8 @@ class Pipeline:
         use) is recorded in the credentials, ``prompt_in_credentials=False`` withholds
         the prompt.
         """
-        from .core.restyle import restyle_windows, window_count
+        from .core.chunks import window_count
+        from .core.restyle import restyle_windows
         from .core.sampling import denoise_steps
         from .io import prefetch
 
@@ -203,39 +204,47 @@ class Pipeline:
         """:meth:`restyle` with a text2video (UNet3D) recipe: SDEdit (Meng et al. 2022), the clip noised to
         ``strength`` and denoised under the prompt, as ``zeroscope-v2v`` is meant to be used.
 
-        All frames are denoised together (the temporal layers see the whole clip), so memory grows with
-        the clip: a file is read up to the recipe's ``frames`` unless ``max_frames`` says otherwise, at the
-        recipe's ``size`` unless ``max_side`` does.
+        The clip is read at the recipe's ``size`` unless ``size``/``max_side`` say otherwise and encoded
+        as it is read. All frames are denoised together, so UNet memory grows with them: a file is read
+        up to the recipe's ``frames`` unless ``max_frames`` says otherwise, or ``chunk`` is given; then a
+        clip of any length is co-denoised in windows of ``chunk`` frames (:mod:`videdit.core.t2v`) and
+        UNet memory stays flat. Only the latents are held (and the source frames if a ``preview`` needs them).
         """
         from .core.sampling import denoise_steps
-        from .core.t2v import resolve_options, video_to_video_frames
+        from .core.t2v import iter_decoded, resolve_options, video_to_video_frames
 
         read_kw = {k: kw.pop(k) for k in _READ_KEYS if k in kw}
         read_fps = kw.pop("fps", None)
         also = (*_READ_KEYS, "fps", "output", "preview", "watermark", "prompt_in_credentials")
         opts = resolve_options(self.components, DiffusionOptions.from_keywords(also, prompt=prompt, **kw))
         size = opts.size if read_kw.get("max_side") is None else None
-        capped = read_kw.get("max_frames") is None and not isinstance(video, Video)
+        capped = read_kw.get("max_frames") is None and not isinstance(video, Video) and opts.chunk is None
         if capped:
             read_kw["max_frames"] = opts.frames + 1  # one more tells whether the clip is longer
         ropts = ReadOptions(size=size, fps=read_fps, multiple=self.size_multiple, **read_kw)
-        chunks, _, fps, info, start = _open_source(video, ropts, read_fps)
-        frames = np.concatenate(list(chunks))
-        if capped and len(frames) > opts.frames:
-            frames = frames[: opts.frames]
+        chunks, total, fps, info, start = _open_source(video, ropts, read_fps)
+        if capped and total > opts.frames:
+            chunks, total = _first(chunks, opts.frames), opts.frames
             log.warning("%s: restyling its first %d frames, the clip length of pipeline '%s' (all frames are "
-                        "denoised together); --max-frames N for more", info.path, opts.frames, self.recipe.name)
-        total = len(frames)
+                        "denoised together); --max-frames N for more, or --chunk %d to denoise any length in "
+                        "windows", info.path, opts.frames, self.recipe.name, opts.frames)
         self._warn_unknown(opts.prompt)
         outs = self._outputs(output, preview, opts.prompt, fps, info, start, total, watermark, prompt_in_credentials)
-        with outs, progress(total=denoise_steps(opts.steps, opts.strength), desc=f"video-to-video {self.recipe.name} ({total} frames)",
-                            unit="step") as bar:
-            out = video_to_video_frames(self.components, opts, frames, on_step=lambda i, x: bar.update(1))
-            if output is not None:
-                outs.write(frames, out)
-        if output is None:
-            return Video(out, fps, source=info, start=start)
-        return {"output": outs.paths[0], "preview": outs.preview, "frames": len(out), "fps": fps,
+        kept: list | None = [] if preview is not None else None
+        windows = _t2v_windows(total, opts)
+        with outs, progress(total=denoise_steps(opts.steps, opts.strength), unit="step",
+                            desc=f"video-to-video {self.recipe.name} ({total} frames{windows})") as bar:
+            latents = video_to_video_frames(self.components, opts, _keeping(chunks, kept), output="latent",
+                                            on_step=lambda i, x: bar.update(1))
+            decoded = iter_decoded(self.components, latents, chunk=opts.decode_chunk_size)
+            if output is None:
+                return Video(np.concatenate(list(decoded)), fps, source=info, start=start)
+            source = np.concatenate(kept) if kept else None
+            done = 0
+            for out in decoded:
+                outs.write(source[done:done + len(out)] if source is not None else None, out)
+                done += len(out)
+        return {"output": outs.paths[0], "preview": outs.preview, "frames": done, "fps": fps,
                 "pipeline": self.recipe.name}
 
     # -- generate -----------------------------------------------------------------------
@@ -247,29 +256,61 @@ class Pipeline:
         size, fps, steps, guidance, seed, negative_prompt, consistency, ...). Without
         ``output`` returns a :class:`Video`; with it writes the file and returns a summary.
         """
-        from .core.t2v import generate_frames, resolve_options
+        from .core.t2v import generate_frames, iter_decoded, resolve_options
 
         if self.recipe.kind != "text2video":
             raise UsageError(f"pipeline '{self.recipe.name}' is a {self.recipe.kind} recipe; "
                              "use `videdit restyle` with it, or choose a text2video recipe")
         also = ("output", "watermark", "prompt_in_credentials")
+        if kw.get("strength") is not None:
+            raise UsageError("strength: generate starts from noise; strength is for video-to-video (restyle a "
+                             "clip with a text2video recipe)")
         opts = resolve_options(self.components, DiffusionOptions.from_keywords(also, prompt=prompt, **kw))
         self._warn_unknown(opts.prompt)
         mark = _provenance(self.recipe.name, opts.prompt, None, watermark, prompt_in_credentials)
         writer = VideoWriter(output, opts.fps, provenance=mark) if output is not None else None  # fails early
         try:
-            with progress(total=opts.steps, desc=f"generate {self.recipe.name}", unit="step") as bar:
-                frames = generate_frames(self.components, opts, on_step=lambda i, x: bar.update(1))
+            with progress(total=opts.steps, unit="step",
+                          desc=f"generate {self.recipe.name} ({opts.frames} frames{_t2v_windows(opts.frames, opts)})") as bar:
+                latents = generate_frames(self.components, opts, output="latent", on_step=lambda i, x: bar.update(1))
+            decoded = iter_decoded(self.components, latents, chunk=opts.decode_chunk_size)
             if writer is None:
-                return Video(frames, float(opts.fps))
-            writer.write(frames)
+                return Video(np.concatenate(list(decoded)), float(opts.fps))
+            for frames in decoded:  # a long clip is never whole in memory as pixels
+                writer.write(frames)
             path = writer.close()
         except BaseException:
             if writer is not None:
                 writer.abort()
             raise
-        return {"output": path, "frames": len(frames), "fps": float(opts.fps), "pipeline": self.recipe.name,
+        return {"output": path, "frames": writer.frames_written, "fps": float(opts.fps), "pipeline": self.recipe.name,
                 "size": [int(frames.shape[2]), int(frames.shape[1])]}
+
+
+def _t2v_windows(frames: int, opts: DiffusionOptions) -> str:
+    """Progress-bar note on how a UNet3D run splits ``frames`` frames (empty for one window)."""
+    from .core.chunks import window_count
+    from .core.t2v import window_plan
+
+    n = window_count(frames, *window_plan(opts, frames))
+    return f", {n} windows of {opts.chunk}" if n > 1 else ""
+
+
+def _first(chunks, n: int):
+    """The first ``n`` frames of a chunk stream, in its chunks."""
+    for c in chunks:
+        yield c[:n]
+        n -= len(c)
+        if n <= 0:
+            return
+
+
+def _keeping(chunks, kept: list | None):
+    """``chunks`` as they pass, appended to ``kept`` if it is a list."""
+    for c in chunks:
+        if kept is not None:
+            kept.append(c)
+        yield c
 
 
 def _open_source(video, ropts: ReadOptions, read_fps=None):

@@ -1,6 +1,7 @@
 """Re-runnable benchmarks (``make bench``): ratios against baselines measured in the same run.
 
-Sections: ``foundation`` (below) and ``core`` (see :func:`bench_core`). Foundation:
+Sections: ``foundation`` (below), ``core`` (see :func:`bench_core`) and ``t2v``
+(:func:`bench_t2v`). Foundation:
 
 - streaming memory: peak RSS of ``videdit structure`` on a 512-frame clip over the
   same on a 32-frame clip (goal <= 1.15: memory must not grow with length), and the
@@ -225,6 +226,40 @@ def _fullsize_cross_frame_cost(repeats: int = 2, frames: int = 8, latent: int = 
             "full_frames": frames}
 
 
+def bench_t2v(tmp: str, repeats: int = 1) -> dict:
+    """Long text-to-video: peak RSS and time of ``videdit generate`` with the built-in mini-t2v.
+
+    128 frames co-denoised in windows of the model's 16 (``--chunk 16``) against 16
+    frames (memory must not grow with length) and against 128 frames in one joint
+    pass (the default). 4 steps keep the run short; memory does not depend on them.
+    """
+    out = os.path.join(tmp, "g.mp4")
+    base = ["generate", "--prompt", "a red circle moving right on a blue background", "--steps", "4", "-o", out]
+    r16 = _run_cli([*base, "--frames", "16"])
+    win = _run_cli([*base, "--frames", "128", "--chunk", "16"])
+    joint = _run_cli([*base, "--frames", "128"])
+    return {"rss_16_mb": r16["rss_mb"], "rss_128_mb": win["rss_mb"], "rss_128_joint_mb": joint["rss_mb"],
+            "rss_ratio": win["rss_mb"] / r16["rss_mb"], "joint_rss_ratio": joint["rss_mb"] / r16["rss_mb"],
+            "wall_16_s": r16["wall"], "wall_128_s": win["wall"], "wall_128_joint_s": joint["wall"],
+            "time_ratio_vs_joint": win["wall"] / joint["wall"]}
+
+
+def render_t2v(r: dict) -> str:
+    return "\n".join([
+        *_header("Text-to-video: long clips", "python -m videdit.bench --only t2v",
+                 "Model: the built-in videdit-mini-t2v (clip length 16, 128x128), 4 DDIM steps, CFG 5, one run "
+                 "each, in child processes."),
+        f"| peak RSS, `videdit generate` 128 frames in windows of 16 (`--chunk 16`, overlap 8) / 16 frames "
+        f"| {r['rss_ratio']:.3f} | <= 1.15 ({_ok(r['rss_ratio'] <= 1.15)}) | {r['rss_128_mb']:.0f} MB vs "
+        f"{r['rss_16_mb']:.0f} MB |",
+        f"| same, 128 frames in one joint pass (the default) / 16 frames | {r['joint_rss_ratio']:.3f} | (context) "
+        f"| {r['rss_128_joint_mb']:.0f} MB |",
+        f"| time, 128 frames windowed / joint | {r['time_ratio_vs_joint']:.2f} | (context: 15 windows of 16 frames "
+        f"against one of 128) | {r['wall_128_s']:.1f} s vs {r['wall_128_joint_s']:.1f} s; 16 frames {r['wall_16_s']:.1f} s |",
+        "",
+    ])
+
+
 def _ok(cond: bool) -> str:
     return "meets goal" if cond else "MISSES goal"
 
@@ -318,7 +353,8 @@ def main(argv=None) -> int:
     return 0
 
 
-SECTIONS = {"foundation": (bench_foundation, render_foundation), "core": (bench_core, render_core)}
+SECTIONS = {"foundation": (bench_foundation, render_foundation), "core": (bench_core, render_core),
+            "t2v": (bench_t2v, render_t2v)}
 
 
 if __name__ == "__main__":

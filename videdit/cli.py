@@ -231,7 +231,8 @@ def _load_pipeline(load: dict, kind: str):
 @click.option("--structure-detail", type=int, help="0 = follow the source exactly .. 7 = loosely.")
 @click.option("--strength", type=float, help="How far from the source: (0, 1]; 1 ignores its colours.")
 @click.option("--window", type=int, help="Neighbours per side for --consistency window.")
-@click.option("--chunk", type=int, help="Frames per window (memory bound).")
+@click.option("--chunk", type=int, help="Frames per window (memory bound; for a text2video recipe, windows are "
+              "co-denoised and off unless given).")
 @click.option("--overlap", type=int, help="Frames shared by consecutive windows (blended).")
 @click.option("--preview", type=click.Path(), help="Also write a side-by-side source | output video.")
 @click.option("--start", help="First frame: seconds or 48f.")
@@ -245,8 +246,8 @@ def restyle(video, output, **kw):
     """Repaint VIDEO following its structure, with a text prompt and/or a reference image.
 
     With a text2video recipe (zeroscope-v2v, modelscope-t2v, mini-t2v) it is video-to-video
-    (SDEdit): the clip, up to the recipe's frame count and at its size, is noised to --strength
-    and denoised under the prompt."""
+    (SDEdit): the clip, up to the recipe's frame count (any length with --chunk) and at its size,
+    is noised to --strength and denoised under the prompt."""
     load, opts = _pop_diffusion(kw)
     preview = opts.pop("preview", None)
     if "structure" in opts:
@@ -267,8 +268,14 @@ def restyle(video, output, **kw):
 @click.option("--frames", type=int, help="Number of frames (recipe default).")
 @click.option("--size", help="WIDTHxHEIGHT (recipe default; a multiple of the model's factor).")
 @click.option("--fps", type=float, help="Frame rate of the written video (recipe default).")
+@click.option("--chunk", type=int, help="Denoise in overlapping windows of this many frames, so memory stays flat "
+              "however many --frames (use the model's clip length, 16; default: all frames in one pass).")
+@click.option("--overlap", type=int, help="Frames shared by neighbouring windows (default: half a window).")
 def generate(output, **kw):
-    """Generate a video from a text prompt alone (UNet3D, the ModelScope text-to-video design)."""
+    """Generate a video from a text prompt alone (UNet3D, the ModelScope text-to-video design).
+
+    With --chunk N, more frames than N are co-denoised in overlapping windows of N frames
+    (Gen-L-Video, with FreeNoise's noise rescheduling), so memory stays flat however long the clip."""
     from .options import DiffusionOptions
 
     load, opts = _pop_diffusion(kw)

@@ -30,7 +30,7 @@ from .conditioning import (PromptEmbeds, control_tensor, encode_prompt, frames_t
 from .sampling import classifier_free, frame_noise, fresh_scheduler, make_timesteps, noised_start, sample, \
     step_kwargs
 
-__all__ = ["Prepared", "prepare", "window_count", "controlled_unet", "denoise_window", "denoise_clip", "restyle_windows",
+__all__ = ["Prepared", "prepare", "controlled_unet", "denoise_window", "denoise_clip", "restyle_windows",
            "encode_reference"]
 
 
@@ -185,11 +185,6 @@ def denoise_window(comps: Components, prep: Prepared, frames: np.ndarray, indice
     model = classifier_free(controlled_unet(comps, prep, conds, len(frames), ctx, len(timesteps)), opts.guidance)
     g = torch.Generator("cpu").manual_seed(opts.seed + 1 + indices[0])
     return sample(model, scheduler, x, timesteps, extra=step_kwargs(scheduler, g, opts.eta), on_step=on_step)
-
-
-def window_count(frames: int, size: int, overlap: int) -> int:
-    """How many windows :func:`~videdit.core.chunks.windows` cuts ``frames`` frames into."""
-    return 1 if frames <= size else 1 + -(-(frames - size) // (size - overlap))
 
 
 def restyle_windows(comps: Components, prep: Prepared, chunks: Iterable[np.ndarray], *, total: int | None = None,

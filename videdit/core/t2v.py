@@ -18,6 +18,19 @@ Both run *our* sampling loop (``sampling.py``) over :func:`video_model`, and
 match diffusers' (deprecated) ``TextToVideoSDPipeline`` / ``VideoToVideoSDPipeline``
 to float precision given the same initial latents (``tests/test_t2v.py``).
 
+Long clips. By default all frames are denoised together, so the UNet's memory
+grows with the clip (its temporal attention with its square). With
+``opts.chunk`` set, a longer clip is co-denoised in windows of ``chunk`` frames
+overlapping by ``opts.overlap`` (:func:`~videdit.core.chunks.co_denoise`,
+Gen-L-Video), every window starting from a reordering of the same initial noise
+(:func:`~videdit.core.chunks.rescheduled_frames`, FreeNoise): UNet memory is then
+that of one window whatever the length, and only the small latents
+``(F, C, h, w)`` of the whole clip are held. Set ``chunk`` to the model's training
+clip length (16 for ModelScope and videdit-mini-t2v). Windows are not the
+default because with videdit-mini-t2v they did not beat one joint pass on
+48-frame clips (the model card has the numbers). Frames are encoded and decoded
+``opts.decode_chunk_size`` at a time either way.
+
 Layout. Our latents are frame-major ``(F, C, h, w)``; with classifier-free
 guidance the UNet batch is ``(branches * F, C, h, w)`` in branch-major order
 ``[uncond f0..fF-1, cond f0..fF-1]``. UNet3D takes ``(B, C, F, h, w)`` and
@@ -29,7 +42,7 @@ latents is the same math as diffusers stepping ``(B*F, C, h, w)``.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import numpy as np
 import torch
@@ -37,13 +50,14 @@ import torch
 from ..errors import UsageError
 from ..options import DiffusionOptions
 from .attention import FrameContext, cross_frame_attention
+from .chunks import co_denoise, rescheduled_frames
 from .components import Components
 from .conditioning import PromptEmbeds, encode_prompt, frames_to_tensor, vae_decode, vae_encode
 from .sampling import classifier_free, frame_noise, fresh_scheduler, make_timesteps, noised_start, sample, \
     step_kwargs
 
 __all__ = ["T2V_DEFAULTS", "OUTPUTS", "resolve_options", "prompt_embeds", "video_model", "generate_latents",
-           "decode_latents", "generate_frames", "video_to_video_frames"]
+           "window_plan", "decode_latents", "iter_decoded", "encode_clip", "generate_frames", "video_to_video_frames"]
 
 #: Defaults of text-to-video runs, below a recipe's ``[defaults]`` and above the
 #: options' built-ins: ModelScope's pipeline defaults (guidance 9, 16 frames at
@@ -58,9 +72,24 @@ OUTPUTS = ("uint8", "float", "latent")
 def resolve_options(comps: Components, opts: DiffusionOptions) -> DiffusionOptions:
     """``opts`` with ``None`` fields from the recipe's defaults, then :data:`T2V_DEFAULTS`, then built-ins.
 
+    ``chunk`` stays None (one joint pass over all frames) unless the user or the
+    recipe sets it; ``overlap`` then defaults to half of it.
     Idempotent: an already resolved ``opts`` comes back unchanged.
     """
-    return opts.resolved({**T2V_DEFAULTS, **comps.recipe.defaults})
+    defaults = {**T2V_DEFAULTS, **comps.recipe.defaults}
+    defaults.setdefault("chunk", None)
+    chunk = opts.chunk or defaults["chunk"]
+    if opts.overlap is not None and not chunk:
+        raise UsageError("--overlap applies to windows: give --chunk too (the frames per window)")
+    defaults.setdefault("overlap", chunk // 2 if chunk else None)
+    return opts.resolved(defaults)
+
+
+def window_plan(opts: DiffusionOptions, frames: int) -> tuple[int, int]:
+    """``(size, overlap)`` of the co-denoising windows over ``frames`` frames: all of them by default."""
+    if opts.chunk is None or opts.chunk >= frames:
+        return frames, 0
+    return opts.chunk, opts.overlap
 
 
 def _check(comps: Components, opts: DiffusionOptions, output: str) -> None:
@@ -151,7 +180,8 @@ def generate_latents(comps: Components, opts: DiffusionOptions, ctx: FrameContex
     ``embeds``: precomputed prompt embeddings (default: encoded here).
     Cross-frame attention ``opts.consistency`` is installed on the UNet's spatial
     self-attention for the call (``ctx``: its :class:`FrameContext`, made if None);
-    temporal attention is never touched. ``on_step(i, x)`` is called after step ``i``.
+    temporal attention is never touched. More than ``opts.chunk`` frames (when set)
+    are co-denoised in windows (module docstring). ``on_step(i, x)`` is called after step ``i``.
     """
     opts = resolve_options(comps, opts)
     dev, dtype = comps.device, comps.dtype
@@ -164,7 +194,9 @@ def generate_latents(comps: Components, opts: DiffusionOptions, ctx: FrameContex
     else:
         n, (h, w) = opts.frames, _latent_size(comps, opts)
     if noise is None:
-        noise = frame_noise(opts.seed, range(n), (channels, h, w), share=opts.initial_noise_share,
+        window, overlap = window_plan(opts, n)
+        noise = frame_noise(opts.seed, rescheduled_frames(n, window, overlap, opts.seed), (channels, h, w),
+                            share=opts.initial_noise_share,
                             dtype=dtype, device=dev)
     elif tuple(noise.shape) != (n, channels, h, w):
         raise ValueError(f"noise must be {(n, channels, h, w)}, got {tuple(noise.shape)}")
@@ -178,7 +210,8 @@ def generate_latents(comps: Components, opts: DiffusionOptions, ctx: FrameContex
     if embeds is None:
         embeds = prompt_embeds(comps, opts)
     ctx = ctx or FrameContext(frames=n)
-    model = classifier_free(video_model(comps, embeds, n, ctx), opts.guidance)
+    model = co_denoise(lambda k: classifier_free(video_model(comps, embeds, k, ctx), opts.guidance), n,
+                       *window_plan(opts, n))
     g = torch.Generator("cpu").manual_seed(opts.seed + 1)
     with cross_frame_attention([comps.unet], opts.consistency, ctx, window=opts.window):
         return sample(model, scheduler, x, timesteps, extra=step_kwargs(scheduler, g, opts.eta), on_step=on_step)
@@ -194,13 +227,39 @@ def decode_latents(comps: Components, latents: torch.Tensor, *, chunk: int = 8, 
     """
     if output == "latent":
         return latents
-    images = ((vae_decode(comps.vae, latents, chunk=chunk) / 2 + 0.5).clamp(0, 1)).permute(0, 2, 3, 1)
-    frames = images.cpu().numpy().astype(np.float32)
-    if output == "float":
-        return frames
-    if output == "uint8":
-        return (frames * 255).round().astype(np.uint8)
-    raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    if output not in OUTPUTS:
+        raise ValueError(f"output must be one of {OUTPUTS}, got {output!r}")
+    return np.concatenate(list(iter_decoded(comps, latents, chunk=chunk, output=output)))
+
+
+def iter_decoded(comps: Components, latents: torch.Tensor, *, chunk: int = 8,
+                 output: str = "uint8") -> Iterator[np.ndarray]:
+    """:func:`decode_latents` ``chunk`` frames at a time: yields ``(n, H, W, 3)`` arrays in frame order,
+    so a long clip can be written without all its frames in memory."""
+    for a in range(0, len(latents), chunk):
+        images = ((vae_decode(comps.vae, latents[a:a + chunk], chunk=chunk) / 2 + 0.5).clamp(0, 1))
+        frames = images.permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)
+        yield frames if output == "float" else (frames * 255).round().astype(np.uint8)
+
+
+def encode_clip(comps: Components, chunks: Iterable[np.ndarray], *, chunk: int = 8) -> torch.Tensor:
+    """VAE latents ``(F, C, H/8, W/8)`` (posterior mean, scaled) of ``(n, H, W, 3) uint8`` frame chunks.
+
+    Encoded ``chunk`` frames at a time as the chunks arrive, so a long clip is never
+    whole in memory as pixels. ``H, W`` must be multiples of the VAE factor.
+    """
+    f, out = comps.vae_factor, []
+    for frames in chunks:
+        frames = np.asarray(frames)
+        if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
+            raise ValueError(f"frames must be (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
+        if frames.shape[1] % f or frames.shape[2] % f:
+            raise UsageError(f"frame size {frames.shape[2]}x{frames.shape[1]}: width and height must be "
+                             f"multiples of {f} for pipeline '{comps.recipe.name}'")
+        out.append(vae_encode(comps.vae, frames_to_tensor(frames, comps.device, comps.dtype), chunk=chunk))
+    if not out:
+        raise ValueError("no frames to encode")
+    return torch.cat(out)
 
 
 def generate_frames(comps: Components, opts: DiffusionOptions, *, noise: torch.Tensor | None = None,
@@ -218,32 +277,28 @@ def generate_frames(comps: Components, opts: DiffusionOptions, *, noise: torch.T
     return decode_latents(comps, latents, chunk=opts.decode_chunk_size, output=output)
 
 
-def video_to_video_frames(comps: Components, opts: DiffusionOptions, frames: np.ndarray, *,
+def video_to_video_frames(comps: Components, opts: DiffusionOptions, frames, *,
                           clean: torch.Tensor | None = None, noise: torch.Tensor | None = None,
                           output: str = "uint8", on_step: Callable[[int, torch.Tensor], None] | None = None):
     """SDEdit a clip: ``frames`` ``(F, H, W, 3) uint8`` -> ``(F, H, W, 3)`` repainted under ``opts.prompt``.
 
-    ``H, W`` must be multiples of the VAE factor (8); resize when reading.
-    ``opts.strength`` in (0, 1] is how much is repainted (0.6 by default). The clip
-    is encoded with the VAE posterior mean, ``opts.decode_chunk_size`` frames at a
-    time; ``clean`` (``(F, C, H/8, W/8)``, scaled) skips that and ``noise`` overrides
-    the seeded noise (e.g. to reproduce diffusers' draws). ``output`` as in
-    :func:`generate_frames`. All ``F`` frames are denoised together (the temporal
-    layers see the whole clip), so memory grows with ``F``.
+    ``frames`` may also be an iterable of such chunks (a stream): they are encoded
+    as they come (:func:`encode_clip`). ``H, W`` must be multiples of the VAE factor
+    (8); resize when reading. ``opts.strength`` in (0, 1] is how much is repainted
+    (0.6 by default). The clip is encoded with the VAE posterior mean,
+    ``opts.decode_chunk_size`` frames at a time; ``clean`` (``(F, C, H/8, W/8)``,
+    scaled) skips that and ``noise`` overrides the seeded noise (e.g. to reproduce
+    diffusers' draws). ``output`` as in :func:`generate_frames`. Clips longer than
+    ``opts.chunk`` frames (when set) are co-denoised in windows (module docstring).
     """
     opts = resolve_options(comps, opts)
     _check(comps, opts, output)
-    frames = np.asarray(frames)
-    if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8 or len(frames) == 0:
-        raise ValueError(f"frames must be (F, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
-    f = comps.vae_factor
-    if frames.shape[1] % f or frames.shape[2] % f:
-        raise UsageError(f"frame size {frames.shape[2]}x{frames.shape[1]}: width and height must be multiples "
-                         f"of {f} for pipeline '{comps.recipe.name}'")
     if clean is None:
-        pixels = frames_to_tensor(frames, comps.device, comps.dtype)
-        clean = vae_encode(comps.vae, pixels, chunk=opts.decode_chunk_size)
-    elif (clean.shape[0], *clean.shape[-2:]) != (len(frames), frames.shape[1] // f, frames.shape[2] // f):
-        raise ValueError(f"clean latents {tuple(clean.shape)} do not match frames {frames.shape}")
+        clean = encode_clip(comps, [frames] if isinstance(frames, np.ndarray) else frames,
+                            chunk=opts.decode_chunk_size)
+    else:
+        frames, f = np.asarray(frames), comps.vae_factor
+        if frames.ndim != 4 or (clean.shape[0], *clean.shape[-2:]) != (len(frames), frames.shape[1] // f, frames.shape[2] // f):
+            raise ValueError(f"clean latents {tuple(clean.shape)} do not match frames {frames.shape}")
     latents = generate_latents(comps, opts, clean=clean, noise=noise, on_step=on_step)
     return decode_latents(comps, latents, chunk=opts.decode_chunk_size, output=output)

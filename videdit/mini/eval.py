@@ -244,9 +244,10 @@ def main(argv=None):
     ap.add_argument("--structure-detail", type=int, default=None,
                     help="coarsen the control maps by this level, 0-7 (Gen-1's structure knob)")
     ap.add_argument("--shared-noise", action="store_true", default=None, help="one initial noise for every frame")
-    ap.add_argument("--chunk", type=int, default=None, help="frames per window (the recipe's 8; a clip's length or "
-                    "more: one window, no borders)")
-    ap.add_argument("--overlap", type=int, default=None, help="frames shared by neighbouring windows (the recipe's 2)")
+    ap.add_argument("--chunk", type=int, default=None, help="frames per window (restyle: the recipe's 8; text-to-video: "
+                    "its clip length, 16); a clip's length or more: one window, no borders")
+    ap.add_argument("--overlap", type=int, default=None, help="frames shared by neighbouring windows (restyle: the "
+                    "recipe's 2; text-to-video: half a window)")
     ap.add_argument("--sheet", default=None, help="write a source/output contact sheet PNG of the first clip here")
     ap.add_argument("--scene-sheet", default=None, help="write a contact sheet of held-out scenes here")
     ap.add_argument("--t2v", type=int, default=0, help="held-out direction captions for videdit-mini-t2v")

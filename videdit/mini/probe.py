@@ -6,6 +6,7 @@
     python -m videdit.mini.probe structure [--pipeline P] [--guidance G]   # the structure test's case
     python -m videdit.mini.probe colour [--base DIR]         # which named colours survive the VAE?
     python -m videdit.mini.probe maps [--clips A,B]          # how much do the control maps flicker?
+    python -m videdit.mini.probe seams [--t2v DIR]           # do co-denoised windows show their borders?
 
 - ``temporal``: the t2v UNet's noise-prediction error on 6 fresh training-distribution clips vs on
   the same frames drawn from different clips (same noise, same captions), at t = 900, 600, 300.
@@ -26,6 +27,9 @@
   decoder's best rendering of it (a latent optimised for it), as hues.
 - ``maps``: the warp error of the canny maps the recipe feeds its ControlNet, and of canny taken at 4x
   the size and area-averaged down, against the clip's own.
+- ``seams``: 40-frame clips of 4 captions generated in windows of 16 overlapping by 8: the mean frame
+  difference at the frames where the set of windows changes, over the clip's median frame difference
+  (1 = no seam), with the pyramid fusion weights and with equal weights; and one joint pass for scale.
 """
 
 from __future__ import annotations
@@ -341,9 +345,33 @@ def colour(base: Path, steps: int = 150) -> None:
         print(f"  {name}: {h:.0f} -> {trip:.1f} -> {best:.1f}")
 
 
+def seams(ref, frames: int = 40, window: int = 16, overlap: int = 8) -> None:
+    from contextlib import nullcontext
+    from unittest import mock
+
+    from ..api import Pipeline
+    from ..core import chunks
+
+    pipe = Pipeline.load(t2v_recipe(ref), kind="text2video", device="cpu")
+    prompts = ("a red circle moving right on a blue background", "a yellow star moving up on a purple background",
+               "a green square growing on a dark background", "a pink triangle moving left on a white background")
+    plan = chunks.spans(frames, window, overlap)
+    borders = sorted({a for a, _ in plan[1:]} | {b for _, b in plan[:-1]})  # frame b - 1 -> b changes windows
+    win = {"chunk": window, "overlap": overlap}
+    for name, equal, kw in (("pyramid weights", False, win), ("equal weights", True, win), ("one joint pass", False, {})):
+        ratios = []
+        for k, prompt in enumerate(prompts):
+            with mock.patch.object(chunks, "fusion_weights", torch.ones) if equal else nullcontext():
+                video = pipe.generate(prompt, frames=frames, seed=10 + k, **kw).frames.astype(np.float32)
+            d = np.abs(np.diff(video, axis=0)).mean((1, 2, 3))
+            ratios.append(float(d[[b - 1 for b in borders]].mean() / np.median(d)))
+        print(f"{name}: border / median frame difference {np.mean(ratios):.2f} (per caption "
+              + ", ".join(f"{r:.2f}" for r in ratios) + ")")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(prog="python -m videdit.mini.probe", description=__doc__.split("\n\n")[0])
-    ap.add_argument("probe", choices=["temporal", "direction", "adapter", "structure", "colour", "maps"])
+    ap.add_argument("probe", choices=["temporal", "direction", "adapter", "structure", "colour", "maps", "seams"])
     ap.add_argument("--clips", default="pan-astronaut,zoom-coffee,shapes", help="maps: sample names or .mp4 paths")
     ap.add_argument("--t2v", type=Path, default=OUT_T2V,
                     help="the t2v model directory, or a .toml recipe that runs it")
@@ -363,6 +391,8 @@ def main(argv=None) -> None:
         colour(args.base)
     elif args.probe == "maps":
         maps([c for c in args.clips.split(",") if c])
+    elif args.probe == "seams":
+        seams(args.t2v)
     else:
         structure(args.pipeline, args.guidance)
 
