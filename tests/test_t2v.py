@@ -476,6 +476,22 @@ def test_generate_names_the_nearest_option_for_a_misspelt_one(comps):
         Pipeline(comps).generate("a red circle", strength=0.5, frames=1, steps=1, size=(SIZE, SIZE))
 
 
+def test_generate_past_the_clip_length_names_the_windows(comps, caplog):
+    import logging
+
+    from videdit.api import Pipeline
+
+    tiny = dict(steps=1, size=(SIZE, SIZE), guidance=1.0)
+    with caplog.at_level(logging.WARNING, logger="videdit"):
+        Pipeline(comps).generate("a red circle", frames=16, **tiny)
+        assert not caplog.records
+        Pipeline(comps).generate("a red circle", frames=17, **tiny)
+        assert "trained on 16-frame clips" in caplog.text and "--chunk 16" in caplog.text
+        caplog.clear()
+        got = Pipeline(comps).generate("a red circle", frames=17, chunk=16, **tiny)
+        assert not caplog.records and len(got.frames) == 17
+
+
 def test_restyle_with_a_text2video_recipe_is_video_to_video(comps, tmp_path, caplog):
     """`restyle` with a UNet3D recipe (zeroscope-v2v's use) runs the SDEdit path, file in, file out; past the
     recipe's clip length it stops with a warning, or with --chunk co-denoises the whole clip in windows."""

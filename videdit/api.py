@@ -256,7 +256,7 @@ class Pipeline:
         size, fps, steps, guidance, seed, negative_prompt, consistency, ...). Without
         ``output`` returns a :class:`Video`; with it writes the file and returns a summary.
         """
-        from .core.t2v import generate_frames, iter_decoded, resolve_options
+        from .core.t2v import T2V_DEFAULTS, generate_frames, iter_decoded, resolve_options
 
         if self.recipe.kind != "text2video":
             raise UsageError(f"pipeline '{self.recipe.name}' is a {self.recipe.kind} recipe; "
@@ -267,6 +267,11 @@ class Pipeline:
                              "clip with a text2video recipe)")
         opts = resolve_options(self.components, DiffusionOptions.from_keywords(also, prompt=prompt, **kw))
         self._warn_unknown(opts.prompt)
+        clip = int(self.recipe.default("frames", T2V_DEFAULTS["frames"]))
+        if opts.chunk is None and opts.frames > clip:
+            log.warning("pipeline '%s' was trained on %d-frame clips; all %d frames are denoised together, so "
+                        "memory grows with them: --chunk %d denoises them in windows with flat memory",
+                        self.recipe.name, clip, opts.frames, clip)
         mark = _provenance(self.recipe.name, opts.prompt, None, watermark, prompt_in_credentials)
         writer = VideoWriter(output, opts.fps, provenance=mark) if output is not None else None  # fails early
         try:
