@@ -25,7 +25,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import torch
 
-__all__ = ["Window", "windows", "spans", "window_count", "co_denoise", "rescheduled_frames", "fusion_weights", "ramp", "OverlapBlender"]
+__all__ = ["Window", "windows", "spans", "window_count", "co_denoise", "rescheduled_frames", "fusion_weights",
+           "ramp", "OverlapBlender"]
 
 
 @dataclass
@@ -86,7 +87,7 @@ def spans(frames: int, size: int, overlap: int) -> list[tuple[int, int]]:
 
 def window_count(frames: int, size: int, overlap: int) -> int:
     """How many windows :func:`windows` (or :func:`spans`) cuts ``frames`` frames into."""
-    return 1 if frames <= size else 1 + -(-(frames - size) // (size - overlap))
+    return len(spans(frames, size, overlap))
 
 
 def co_denoise(model_for: Callable[[int], Callable], frames: int, size: int, overlap: int) -> Callable:
