@@ -253,8 +253,11 @@ class Pipeline:
         """Text-to-video with a UNet3D recipe: ``frames`` frames of ``size`` at ``fps``.
 
         Keyword options are :class:`~videdit.options.DiffusionOptions` fields (frames,
-        size, fps, steps, guidance, seed, negative_prompt, consistency, ...). Without
-        ``output`` returns a :class:`Video`; with it writes the file and returns a summary.
+        size, fps, steps, guidance, seed, negative_prompt, consistency, noise_share,
+        chunk, overlap, ...). ``chunk=N`` co-denoises more than N frames in overlapping
+        windows of N (flat memory; :mod:`videdit.core.t2v`); by default all frames are
+        denoised together. Without ``output`` returns a :class:`Video`; with it writes
+        the file (decoded and written a few frames at a time) and returns a summary.
         """
         from .core.t2v import T2V_DEFAULTS, generate_frames, iter_decoded, resolve_options
 
