@@ -174,13 +174,29 @@ def test_missing_and_bad_files_raise_input_error(tmp_path):
         read_video(tmp_path / "t.mp4")
 
 
-def test_a_directory_of_images_says_how_to_make_it_a_video(tmp_path):
-    with pytest.raises(InputError, match="is a directory, not a video file$"):
-        probe(tmp_path)
-    for i in range(2):
-        (tmp_path / f"{i:04d}.png").write_bytes(b"")
-    with pytest.raises(InputError, match=r"its 2 images as frames.*-i '.*\*\.png'"):
-        probe(tmp_path)
+def test_a_directory_of_images_reads_as_a_frame_sequence(tmp_path):
+    """An image-sequence directory (VFX and editors' exports) is a video at 24 fps: its frames in name order,
+    exactly (PNG is lossless), with frame selection; a stray image of another type is left out."""
+    from PIL import Image
+
+    from videdit.io.probe import SEQUENCE_FPS
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(InputError, match="empty: is a directory without images"):
+        probe(empty)
+    seq = tmp_path / "shot [v2]"  # glob characters in the name are taken literally
+    seq.mkdir()
+    rng = np.random.default_rng(0)
+    frames = rng.integers(0, 256, (11, 24, 40, 3), dtype=np.uint8)
+    for i in (3, 10, 0, 7, 1, 2, 9, 4, 8, 5, 6):  # written out of order
+        Image.fromarray(frames[i]).save(seq / f"frame_{i:04d}.png")
+    Image.fromarray(frames[0, :8, :8]).save(seq / "thumbnail.jpg")
+    info = probe(seq)
+    assert (info.frame_count, info.width, info.height, info.fps, info.has_audio) == (11, 40, 24, SEQUENCE_FPS, False)
+    assert np.array_equal(read_video(seq).frames, frames)
+    assert np.array_equal(read_video(seq, start="4f", end="9f").frames, frames[4:9])  # seeks into the sequence
+    assert np.array_equal(read_video(seq, stride=3).frames, frames[::3])
 
 
 def test_an_empty_range_is_reported_as_the_user_wrote_it():

@@ -345,3 +345,21 @@ def test_bench_x264_options_reach_the_writers_command_and_are_restored(tmp_path)
         assert "-crf" in inside  # the writer's own options stay
     after = command()
     assert "-x264-params" not in after and len(after) == len(plain)  # (the temporary name differs)
+
+
+def test_an_image_sequence_source_is_the_edit_s_ingredient(tmp_path, monkeypatch):
+    """A restyle read from an image-sequence directory records it as the parent ingredient (its first
+    frame's bytes, the directory's name), and the credentials verify."""
+    from PIL import Image
+
+    monkeypatch.setenv("VIDEDIT_CONFIG_DIR", str(tmp_path / "config"))
+    seq = tmp_path / "shot-010"
+    seq.mkdir()
+    for i in range(4):
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(seq / f"{i:03d}.png")
+    prov = Provenance(action="edited", recipe="r", prompt="p", source=str(seq))
+    out = videdit.write_video(videdit.read_video(seq), tmp_path / "o.mp4", provenance=prov)
+    rep = videdit.verify(out).credentials
+    assert rep.status == "valid" and rep.claims["action"] == "c2pa.edited"
+    assert rep.claims["ingredients"] == [{"title": "shot-010", "relationship": "parentOf"}]
+

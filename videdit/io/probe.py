@@ -15,7 +15,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["VideoInfo", "probe", "check_input_path", "MAX_PIXELS"]
+__all__ = ["VideoInfo", "probe", "check_input_path", "open_container", "sequence_images", "MAX_PIXELS"]
 
 # 8192 x 8192: above 8K UHD (7680 x 4320). A larger declared size is either a
 # broken header or a file no frame-by-frame diffusion tool should decode.
@@ -64,17 +64,45 @@ class VideoInfo:
         return out
 
 
+#: Image files a directory input is read from, as a frame sequence.
+IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+#: Frame rate of an image sequence (it has none of its own); ``--fps`` resamples from it.
+SEQUENCE_FPS = 24.0
+
+
+def sequence_images(directory: str) -> list[str]:
+    """The frame files of an image-sequence directory, in name order: those with its most common image
+    extension (a stray thumbnail of another type is left out). InputError if it holds no images."""
+    names = [f for f in os.listdir(directory) if f.lower().endswith(IMAGE_EXTS) and not f.startswith(".")]
+    if not names:
+        raise InputError(f"{directory}: is a directory without images ({', '.join(IMAGE_EXTS)}), not a video file")
+    exts = [os.path.splitext(f)[1] for f in names]
+    ext = max(sorted(set(exts)), key=exts.count)
+    return sorted(os.path.join(directory, f) for f, e in zip(names, exts) if e == ext)
+
+
+def open_container(path: str):
+    """``av.open`` of a video file, or of an image-sequence directory (FFmpeg's image2 demuxer over its
+    images in name order, at :data:`SEQUENCE_FPS`)."""
+    import av
+    import glob
+
+    if os.path.isdir(path):
+        first = sequence_images(path)[0]
+        pattern = os.path.join(glob.escape(path), "*" + glob.escape(os.path.splitext(first)[1]))
+        return av.open(pattern, format="image2", options={"pattern_type": "glob", "framerate": f"{SEQUENCE_FPS:g}"})
+    return av.open(path, metadata_errors="ignore")
+
+
 def check_input_path(path: str | os.PathLike) -> str:
-    """Return ``path`` as str if it names a non-empty regular file, else raise InputError."""
+    """Return ``path`` as str if it names a non-empty regular file or an image-sequence directory,
+    else raise InputError."""
     p = os.fspath(path)
     if not os.path.exists(p):
         raise InputError(f"{p}: no such file")
     if os.path.isdir(p):
-        images = sorted(f for f in os.listdir(p) if f.lower().endswith((".png", ".jpg", ".jpeg", ".tif", ".tiff")))
-        hint = (f"; to read its {len(images)} images as frames, make them a video first, e.g. `ffmpeg -framerate 24 "
-                f"-pattern_type glob -i '{os.path.join(p, '*' + os.path.splitext(images[0])[1])}' -crf 12 frames.mp4`"
-                if images else "")
-        raise InputError(f"{p}: is a directory, not a video file{hint}")
+        sequence_images(p)
+        return p
     if not os.path.isfile(p):
         raise InputError(f"{p}: not a regular file")
     if os.path.getsize(p) == 0:
@@ -107,7 +135,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
     p = check_input_path(path)
     try:
-        container = av.open(p, metadata_errors="ignore")
+        container = open_container(p)
     except av.error.FFmpegError as err:
         raise InputError(f"{p}: not a readable video ({_av_error_text(err)})") from None
     except (OSError, UnicodeDecodeError) as err:

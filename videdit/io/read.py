@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..options import ReadOptions
-from .probe import VideoInfo, probe
+from .probe import VideoInfo, open_container, probe
 from .video import Video
 
 __all__ = ["FramePlan", "plan_frames", "VideoStream", "iter_video", "read_video", "prefetch"]
@@ -124,7 +124,7 @@ class _AVDecoder:
         import av
 
         self.info = info
-        self.container = av.open(info.path, metadata_errors="ignore")
+        self.container = open_container(info.path)
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
 
@@ -222,6 +222,11 @@ class VideoStream:
 
     def _open_decord(self):
         if self.backend == "av" or (self.backend == "auto" and self.info.vfr):
+            return None
+        if os.path.isdir(self.info.path):  # an image sequence: decord reads only files
+            if self.backend == "decord":
+                raise InputError(f"{self.info.path}: decord cannot read an image-sequence directory; use the "
+                                 "default backend")
             return None
         try:
             import decord

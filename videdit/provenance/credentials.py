@@ -210,11 +210,16 @@ def sign_file(src: str, dest: str, prov: Provenance, mime: str, title: str) -> N
         signer = c2pa.Signer.from_info(c2pa.C2paSignerInfo(alg, cert, key, None))
         builder = c2pa.Builder(_manifest(prov, title))
         if prov.action == "edited":
-            ext = os.path.splitext(prov.source)[1].lower()
-            fmt = container_mime(prov.source) or MIME.get(ext, ext.lstrip(".") or "video/mp4")
-            with open(prov.source, "rb") as s:
-                builder.add_ingredient({"title": os.path.basename(prov.source), "relationship": "parentOf",
-                                        "label": "source"}, fmt, s)
+            source = prov.source
+            if os.path.isdir(source):  # an image sequence: its first frame stands for it
+                from ..io.probe import sequence_images
+
+                source = sequence_images(source)[0]
+            ext = os.path.splitext(source)[1].lower()
+            fmt = container_mime(source) or MIME.get(ext, ext.lstrip(".") or "video/mp4")
+            with open(source, "rb") as s:
+                builder.add_ingredient({"title": os.path.basename(os.path.normpath(prov.source)),
+                                        "relationship": "parentOf", "label": "source"}, fmt, s)
         with open(src, "rb") as s, open(dest, "w+b") as d:
             builder.sign(signer, mime, s, d)
     except OSError as err:
