@@ -481,7 +481,7 @@ def test_generate_past_the_clip_length_names_the_windows(comps, caplog):
 
     from videdit.api import Pipeline
 
-    tiny = dict(steps=1, size=(SIZE, SIZE), guidance=1.0)
+    tiny = {"steps": 1, "size": (SIZE, SIZE), "guidance": 1.0}
     with caplog.at_level(logging.WARNING, logger="videdit"):
         Pipeline(comps).generate("a red circle", frames=16, **tiny)
         assert not caplog.records

@@ -84,8 +84,9 @@ def sequence_images(directory: str) -> list[str]:
 def open_container(path: str):
     """``av.open`` of a video file, or of an image-sequence directory (FFmpeg's image2 demuxer over its
     images in name order, at :data:`SEQUENCE_FPS`)."""
-    import av
     import glob
+
+    import av
 
     if os.path.isdir(path):
         first = sequence_images(path)[0]

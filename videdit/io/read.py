@@ -121,8 +121,6 @@ class _AVDecoder:
     """Sequential PyAV decode that can start anywhere (seek to the key frame before)."""
 
     def __init__(self, info: VideoInfo):
-        import av
-
         self.info = info
         self.container = open_container(info.path)
         self.stream = self.container.streams.video[0]
