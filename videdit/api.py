@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 from collections import deque
@@ -239,10 +240,10 @@ class Pipeline:
             decoded = iter_decoded(self.components, latents, chunk=opts.decode_chunk_size)
             if output is None:
                 return Video(np.concatenate(list(decoded)), fps, source=info, start=start)
-            source = np.concatenate(kept) if kept else None
+            source = itertools.chain.from_iterable(kept) if kept is not None else None  # frames, no copy
             done = 0
             for out in decoded:
-                outs.write(source[done:done + len(out)] if source is not None else None, out)
+                outs.write(np.stack(list(itertools.islice(source, len(out)))) if source else None, out)
                 done += len(out)
         return {"output": outs.paths[0], "preview": outs.preview, "frames": done, "fps": fps,
                 "pipeline": self.recipe.name}

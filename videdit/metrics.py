@@ -366,14 +366,11 @@ def warp_error(source, output, *, return_details: bool = False) -> float | WarpE
     return res if return_details else res.value
 
 
-def warp_errors(source, outputs, what: str = "warp error") -> list[WarpErrorResult]:
+def warp_errors(source, outputs, what: str = "warp error", *, on_pair=None) -> list[WarpErrorResult]:
     """:func:`warp_error` of each of several ``outputs`` of one ``source``, with its details, the
     source flow (DIS both ways per frame pair, the expensive part) estimated once for all of them.
-    Every output is compared over the frames all of them and the source have."""
-    return _warp_errors_of(source, outputs, what)
-
-
-def _warp_errors_of(source, outputs, what: str, on_pair=None) -> list[WarpErrorResult]:
+    Every output is compared over the frames all of them and the source have; ``on_pair()`` is
+    called after each frame pair (progress)."""
     src = _frames(source, "source")
     outs = [_frames(o, "output") for o in outputs]
     aligned = [_align(src, o, 2, what) for o in outs]
@@ -382,7 +379,7 @@ def _warp_errors_of(source, outputs, what: str, on_pair=None) -> list[WarpErrorR
     return _warp_errors(source_flows(src, n), outs, n, notes, on_pair)
 
 
-def temporal_consistency(source, output) -> dict:
+def temporal_consistency(source, output, *, on_pair=None) -> dict:
     """Warping error of ``output``, of ``source`` itself (the floor), and their ratio.
 
     ``source``, ``output``: as for :func:`warp_error`. The source flow is
@@ -397,11 +394,9 @@ def temporal_consistency(source, output) -> dict:
       the input", larger means added flicker. ``None`` when ``floor`` is 0 (a
       perfectly static or perfectly flow-predicted source) or NaN;
     * ``mask_fraction``, ``frames``, ``notes``: as in :class:`WarpErrorResult`.
+
+    ``on_pair()`` is called after each frame pair (progress).
     """
-    return _temporal(source, output)
-
-
-def _temporal(source, output, on_pair=None) -> dict:
     import itertools
 
     src = _frames(source, "source")
@@ -409,7 +404,7 @@ def _temporal(source, output, on_pair=None) -> dict:
     # so the tee holds a frame or two.
     for_flow, for_floor = itertools.tee(src)
     flow_src, floor = (_Frames(src.count, src.height, src.width, lambda it=it: it) for it in (for_flow, for_floor))
-    res_out, res_src = _warp_errors_of(flow_src, [output, floor], "temporal consistency", on_pair)
+    res_out, res_src = warp_errors(flow_src, [output, floor], "temporal consistency", on_pair=on_pair)
     floor = res_src.value
     ratio = res_out.value / floor if (math.isfinite(floor) and floor > 0) else None
     return {
@@ -465,7 +460,7 @@ def _number(value, name: str, low: float, strict: bool) -> float:
     return x
 
 
-def structure_fidelity(source, output, *, tolerance: float = 2, sigma: float = 2.0) -> float:
+def structure_fidelity(source, output, *, tolerance: float = 2, sigma: float = 2.0, on_frame=None) -> float:
     """Edge-map F1 between ``source`` and ``output``, averaged over frames, in [0, 1].
 
     ``source``, ``output``: Video, ``(F, H, W, 3)`` RGB arrays (``uint8`` in
@@ -481,12 +476,8 @@ def structure_fidelity(source, output, *, tolerance: float = 2, sigma: float = 2
     An output of a different size is resized to the source's (area
     interpolation); with different frame counts the first ``min`` frames are
     compared. Raises :class:`UsageError` for an empty video or a bad
-    ``tolerance`` (< 0) / ``sigma`` (<= 0).
+    ``tolerance`` (< 0) / ``sigma`` (<= 0). ``on_frame()`` is called after each frame (progress).
     """
-    return _structure(source, output, tolerance, sigma)
-
-
-def _structure(source, output, tolerance, sigma, on_frame=None) -> float:
     tolerance = _number(tolerance, "tolerance", 0.0, strict=False)
     sigma = _number(sigma, "sigma", 0.0, strict=True)
     src = _frames(source, "source")
@@ -537,8 +528,8 @@ def video_metrics(source, output, *, tolerance: float = 2, sigma: float = 2.0) -
     out = _frames(output, "output")
     n = min(src.count, out.count)
     with progress(total=2 * n - 1, desc="metrics (flow, then edges)", unit="frame") as bar:
-        tc = _temporal(src, out, lambda: bar.update(1))
-        sf = _structure(src, out, tolerance, sigma, lambda: bar.update(1))
+        tc = temporal_consistency(src, out, on_pair=lambda: bar.update(1))
+        sf = structure_fidelity(src, out, tolerance=tolerance, sigma=sigma, on_frame=lambda: bar.update(1))
     return {
         "frames": int(tc["frames"]),
         "source_size": [src.width, src.height],

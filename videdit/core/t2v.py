@@ -87,9 +87,7 @@ def resolve_options(comps: Components, opts: DiffusionOptions) -> DiffusionOptio
 
 def window_plan(opts: DiffusionOptions, frames: int) -> tuple[int, int]:
     """``(size, overlap)`` of the co-denoising windows over ``frames`` frames: all of them by default."""
-    if opts.chunk is None or opts.chunk >= frames:
-        return frames, 0
-    return opts.chunk, opts.overlap
+    return (opts.chunk, opts.overlap) if opts.chunk else (frames, 0)
 
 
 def _check(comps: Components, opts: DiffusionOptions, output: str) -> None:
