@@ -199,6 +199,27 @@ def test_a_directory_of_images_reads_as_a_frame_sequence(tmp_path):
     assert np.array_equal(read_video(seq, stride=3).frames, frames[::3])
 
 
+def test_an_image_sequence_plays_at_the_given_rate_and_takes_odd_sized_images(tmp_path, caplog):
+    """A sequence has no rate of its own: ``fps`` sets it (every image once, not resampled from 24 fps),
+    seconds count at that rate, and an image of another size is scaled to the first's, with a warning
+    naming it, instead of failing the whole read."""
+    from PIL import Image
+
+    seq = tmp_path / "seq"
+    seq.mkdir()
+    levels = np.arange(10, dtype=np.uint8) * 25
+    for i, v in enumerate(levels):
+        size = (36, 20) if i == 6 else (48, 32)
+        Image.fromarray(np.full((size[1], size[0], 3), v, np.uint8)).save(seq / f"f{i:03d}.png")
+    with caplog.at_level("WARNING", logger="videdit"):
+        clip = read_video(seq, fps=30000 / 1001)
+    assert clip.fps == pytest.approx(30000 / 1001) and clip.frames.shape == (10, 32, 48, 3)
+    assert np.array_equal(clip.frames[:, 0, 0, 0], levels)  # each image once, in order
+    assert "f006.png is 36x20, not 48x32" in caplog.text
+    assert probe(seq, sequence_fps=12.5).fps == 12.5
+    assert np.array_equal(read_video(seq, fps=10, start=0.5).frames[:, 0, 0, 0], levels[5:])
+
+
 def test_an_empty_range_is_reported_as_the_user_wrote_it():
     with pytest.raises(UsageError, match=r"--end \(10f\) must come after --start \(48f\)"):
         ReadOptions(start="48f", end="10f")

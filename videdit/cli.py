@@ -27,7 +27,8 @@ def read_options(f):
         click.option("--start", help="First frame: seconds (2.5) or frame number (48f)."),
         click.option("--end", help="End (exclusive): seconds or frame number (96f)."),
         click.option("--stride", type=int, default=1, show_default=True, help="Keep every n-th frame."),
-        click.option("--fps", type=float, help="Resample to this frame rate (default: keep the source's)."),
+        click.option("--fps", type=float, help="Resample to this frame rate (default: keep the source's); an "
+                     "image-sequence directory plays at it, one image a frame (default 24)."),
         click.option("--max-frames", type=int, help="Stop after this many frames."),
         click.option("--size", help="Resize to WIDTHxHEIGHT (rounded to a multiple of 8)."),
         click.option("--max-side", type=int, help="Scale down so the longer side is at most N (aspect kept)."),
@@ -238,7 +239,7 @@ def _load_pipeline(load: dict, kind: str):
 @click.option("--start", help="First frame: seconds or 48f.")
 @click.option("--end", help="End (exclusive): seconds or frames.")
 @click.option("--stride", type=int, help="Keep every n-th frame.")
-@click.option("--fps", type=float, help="Resample to this frame rate.")
+@click.option("--fps", type=float, help="Resample to this frame rate; an image sequence plays at it (default 24).")
 @click.option("--max-frames", type=int, help="Stop after this many frames.")
 @click.option("--size", help="Process at WIDTHxHEIGHT (rounded to the model's multiple).")
 @click.option("--max-side", type=int, help="Process with the longer side at most N (recipe default 512).")

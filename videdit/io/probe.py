@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
+from fractions import Fraction
 
 import numpy as np
 
@@ -66,7 +67,7 @@ class VideoInfo:
 
 #: Image files a directory input is read from, as a frame sequence.
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
-#: Frame rate of an image sequence (it has none of its own); ``--fps`` resamples from it.
+#: Frame rate of an image sequence when none is given (it has none of its own); ``--fps`` sets it instead.
 SEQUENCE_FPS = 24.0
 
 
@@ -81,9 +82,10 @@ def sequence_images(directory: str) -> list[str]:
     return sorted(os.path.join(directory, f) for f, e in zip(names, exts) if e == ext)
 
 
-def open_container(path: str):
+def open_container(path: str, *, fps: float | None = None):
     """``av.open`` of a video file, or of an image-sequence directory (FFmpeg's image2 demuxer over its
-    images in name order, at :data:`SEQUENCE_FPS`)."""
+    images in name order, one image a frame at ``fps``, default :data:`SEQUENCE_FPS`; a file ignores
+    ``fps``)."""
     import glob
 
     import av
@@ -91,7 +93,7 @@ def open_container(path: str):
     if os.path.isdir(path):
         first = sequence_images(path)[0]
         pattern = os.path.join(glob.escape(path), "*" + glob.escape(os.path.splitext(first)[1]))
-        return av.open(pattern, format="image2", options={"pattern_type": "glob", "framerate": f"{SEQUENCE_FPS:g}"})
+        return av.open(pattern, format="image2", options={"pattern_type": "glob", "framerate": str(Fraction(fps or SEQUENCE_FPS).limit_denominator(1001))})
     return av.open(path, metadata_errors="ignore")
 
 
@@ -126,8 +128,9 @@ def _rotation_of(frame) -> int:
     return rot if rot in (0, 90, 180, 270) else 0
 
 
-def probe(path: str | os.PathLike) -> VideoInfo:
-    """Read the metadata of a video file.
+def probe(path: str | os.PathLike, *, sequence_fps: float | None = None) -> VideoInfo:
+    """Read the metadata of a video file, or of an image-sequence directory played at ``sequence_fps``
+    (default :data:`SEQUENCE_FPS`: the images carry no rate, so the caller's ``--fps`` is theirs).
 
     Raises :class:`InputError` (one line naming the file) for a missing, empty,
     unreadable, audio-only, undecodable or absurdly large file.
@@ -136,7 +139,7 @@ def probe(path: str | os.PathLike) -> VideoInfo:
 
     p = check_input_path(path)
     try:
-        container = open_container(p)
+        container = open_container(p, fps=sequence_fps)
     except av.error.FFmpegError as err:
         raise InputError(f"{p}: not a readable video ({_av_error_text(err)})") from None
     except (OSError, UnicodeDecodeError) as err:

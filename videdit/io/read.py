@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import InputError, UsageError
 from ..options import ReadOptions
-from .probe import VideoInfo, open_container, probe
+from .probe import VideoInfo, open_container, probe, sequence_images
 from .video import Video
 
 __all__ = ["FramePlan", "plan_frames", "VideoStream", "iter_video", "read_video", "prefetch"]
@@ -122,7 +122,12 @@ class _AVDecoder:
 
     def __init__(self, info: VideoInfo):
         self.info = info
-        self.container = open_container(info.path)
+        self.container = open_container(info.path, fps=info.fps)  # a sequence at the rate it was probed at
+        # Decoded size before rotation; a frame of another size (a stream that changes
+        # resolution, an odd image in a sequence) is scaled to it, or chunks could not stack.
+        quarter = info.rotation in (90, 270)
+        self.size = (info.height, info.width) if quarter else (info.width, info.height)
+        self.warned_size = False
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
 
@@ -147,12 +152,27 @@ class _AVDecoder:
                 i = counter
             if i < first:
                 continue
-            img = frame.to_ndarray(format="rgb24")
+            img = self._rgb(frame, i)
             if info.rotation:
                 img = np.ascontiguousarray(np.rot90(img, k=info.rotation // 90))
             yield i, img
         if bad:
             log.warning("%s: %d damaged packet(s) skipped while decoding", info.path, bad)
+
+    def _rgb(self, frame, i: int) -> np.ndarray:
+        """``(H, W, 3) uint8`` of a decoded frame, at the stream's first size."""
+        w, h = self.size
+        if (frame.width, frame.height) == (w, h):
+            return frame.to_ndarray(format="rgb24")
+        if not self.warned_size:
+            where = f"frame {i}"
+            if os.path.isdir(self.info.path):
+                names = sequence_images(self.info.path)
+                where = os.path.basename(names[i]) if i < len(names) else where
+            log.warning("%s: %s is %dx%d, not %dx%d like the first frame; scaling it and any other such frame "
+                        "to match", self.info.path, where, frame.width, frame.height, w, h)
+        self.warned_size = True
+        return frame.to_ndarray(format="rgb24", width=w, height=h)
 
     def _decode_tolerant(self):
         """Decode packet by packet; a damaged packet yields ``None`` instead of ending the stream."""
@@ -196,7 +216,7 @@ class VideoStream:
         if backend == "auto" and streaming:
             backend = "av"  # bounded memory: see the module docstring
         self.opts = opts or ReadOptions()
-        self.info = probe(path)
+        self.info = probe(path, sequence_fps=self.opts.fps)
         if self.info.damage:
             log.warning("%s: %s; reading what is there", self.info.path, self.info.damage)
         self.plan = plan_frames(self.info, self.opts)
