@@ -160,6 +160,26 @@ def test_writer_pads_odd_sizes_and_other_formats(tmp_path):
         write_video(frames, tmp_path / "a.xyz", fps=12)
 
 
+def test_a_png_sequence_output_never_replaces_other_files(tmp_path):
+    """A PNG sequence replaces its whole directory, so it goes only where nothing else would be lost: a new
+    directory, or one holding just the frames of an earlier run (a rerun, which may be shorter)."""
+    frames = np.zeros((3, 16, 16, 3), np.uint8)
+    out = tmp_path / "frames"
+    out.mkdir()
+    (out / "notes.txt").write_text("keep me")
+    with pytest.raises(OutputError, match=r"frames: directory holds files a PNG sequence would replace \(such as notes"):
+        write_video(frames, str(out) + os.sep, fps=12)
+    assert os.listdir(out) == ["notes.txt"] and (out / "notes.txt").read_text() == "keep me"
+    (out / "notes.txt").unlink()
+    write_video(frames, str(out) + os.sep, fps=12)
+    write_video(frames[:2], str(out) + os.sep, fps=12)  # a rerun replaces the earlier frames
+    assert sorted(os.listdir(out)) == ["000001.png", "000002.png"]
+    (tmp_path / "file").write_text("keep me")
+    with pytest.raises(OutputError, match="file: is a file, not a directory"):
+        write_video(frames, str(tmp_path / "file") + os.sep, fps=12)
+    assert (tmp_path / "file").read_text() == "keep me"
+
+
 def test_audio_from_another_source(clip, tmp_path):
     frames = np.zeros((24, 32, 32, 3), np.uint8)
     info = probe(write_video(frames, tmp_path / "a.mp4", fps=24, audio=AudioSource(clip, 0.5, 1.0)))

@@ -224,7 +224,8 @@ def _load_pipeline(load: dict, kind: str):
 
 @cli.command()
 @click.argument("video", type=click.Path(dir_okay=True))
-@click.option("-o", "--output", type=click.Path(), required=True, help="Output video (mp4, webm, mkv, mov, gif).")
+@click.option("-o", "--output", type=click.Path(), required=True,
+              help="Output video (mp4, m4v, mov, mkv, webm, gif, or dir/ for PNG frames).")
 @diffusion_options
 @click.option("--ref-image", type=click.Path(dir_okay=True), help="Reference image for content/style (IP-Adapter).")
 @click.option("--structure", help="Structure signals to use, comma-separated (default: the recipe's).")
@@ -264,7 +265,8 @@ def restyle(video, output, **kw):
 
 
 @cli.command()
-@click.option("-o", "--output", type=click.Path(), required=True, help="Output video (mp4, webm, mkv, mov, gif).")
+@click.option("-o", "--output", type=click.Path(), required=True,
+              help="Output video (mp4, m4v, mov, mkv, webm, gif, or dir/ for PNG frames).")
 @diffusion_options
 @click.option("--frames", type=int, help="Number of frames (recipe default).")
 @click.option("--size", help="WIDTHxHEIGHT (recipe default; a multiple of the model's factor).")

@@ -15,8 +15,9 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import queue
+import re
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -78,6 +79,25 @@ def _format_of(path: str) -> str:
     return ext
 
 
+#: Names of the frames a PNG-sequence output holds (``000001.png``...): the only files a rerun may replace.
+_FRAME_NAME = re.compile(r"\d{6}\.png")
+
+
+def _check_frame_directory(path: str) -> None:
+    """OutputError unless ``path`` is new, or a directory holding only frames of an earlier PNG output.
+
+    The finished sequence replaces the whole directory, so anything else in it would be lost.
+    """
+    if not os.path.exists(path):
+        return
+    if not os.path.isdir(path):
+        raise OutputError(f"{path}: is a file, not a directory for PNG frames; choose another output path")
+    others = sorted(n for n in os.listdir(path) if not _FRAME_NAME.fullmatch(n))
+    if others:
+        raise OutputError(f"{path}: directory holds files a PNG sequence would replace (such as {others[0]}; "
+                          f"{len(others)} in all); choose a new or empty directory")
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -112,6 +132,8 @@ class VideoWriter:
                 raise OutputError(f"{self.path}: refusing to overwrite the input file; choose another output path")
         if self.fmt != "png-dir" and os.path.isdir(self.path):
             raise OutputError(f"{self.path}: is a directory; give a file name such as {self.path}/out.mp4")
+        if self.fmt == "png-dir":
+            _check_frame_directory(self.path)
         parent = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(parent, exist_ok=True)
