@@ -21,8 +21,9 @@ from .options import ReadOptions
 log = logging.getLogger("videdit")
 
 
-def read_options(f):
-    """Attach the shared frame-selection and size options to a command."""
+def read_options(size: str = "Resize to WIDTHxHEIGHT (rounded to a multiple of 8).",
+                 max_side: str = "Scale down so the longer side is at most N (aspect kept)."):
+    """Attach the shared frame-selection and size options to a command (``size``, ``max_side``: their help)."""
     opts = [
         click.option("--start", help="First frame: seconds (2.5) or frame number (48f)."),
         click.option("--end", help="End (exclusive): seconds or frame number (96f)."),
@@ -30,12 +31,15 @@ def read_options(f):
         click.option("--fps", type=float, help="Resample to this frame rate (default: keep the source's); an "
                      "image-sequence directory plays at it, one image a frame (default 24)."),
         click.option("--max-frames", type=int, help="Stop after this many frames."),
-        click.option("--size", help="Resize to WIDTHxHEIGHT (rounded to a multiple of 8)."),
-        click.option("--max-side", type=int, help="Scale down so the longer side is at most N (aspect kept)."),
+        click.option("--size", help=size),
+        click.option("--max-side", type=int, help=max_side),
     ]
-    for opt in reversed(opts):
-        f = opt(f)
-    return f
+
+    def attach(f):
+        for opt in reversed(opts):
+            f = opt(f)
+        return f
+    return attach
 
 
 def _read_options(kw: dict) -> ReadOptions:
@@ -139,7 +143,7 @@ def info(video, as_json):
 @click.option("--preset", default="veryfast", show_default=True,
               type=click.Choice(["ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower"]),
               help="x264 preset of the written maps (they are intermediate artifacts).")
-@read_options
+@read_options()
 def structure(video, output, signal, list_, detail, preview, low, high, model, preset, **kw):
     """Extract per-frame structure (edges, depth...) of VIDEO into a video."""
     from .structure import list_signals
@@ -165,7 +169,7 @@ def structure(video, output, signal, list_, detail, preview, low, high, model, p
 @click.argument("source", type=click.Path(dir_okay=True))
 @click.argument("output", type=click.Path(dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@read_options
+@read_options()
 def metrics(source, output, as_json, **kw):
     """Temporal consistency (flow warping error) and structure fidelity of OUTPUT against SOURCE."""
     from .io import iter_video
@@ -237,13 +241,8 @@ def _load_pipeline(load: dict, kind: str):
               "co-denoised and off unless given).")
 @click.option("--overlap", type=int, help="Frames shared by consecutive windows (blended).")
 @click.option("--preview", type=click.Path(), help="Also write a side-by-side source | output video.")
-@click.option("--start", help="First frame: seconds or 48f.")
-@click.option("--end", help="End (exclusive): seconds or frames.")
-@click.option("--stride", type=int, help="Keep every n-th frame.")
-@click.option("--fps", type=float, help="Resample to this frame rate; an image sequence plays at it (default 24).")
-@click.option("--max-frames", type=int, help="Stop after this many frames.")
-@click.option("--size", help="Process at WIDTHxHEIGHT (rounded to the model's multiple).")
-@click.option("--max-side", type=int, help="Process with the longer side at most N (recipe default 512).")
+@read_options(size="Process at WIDTHxHEIGHT (rounded to the model's multiple).",
+              max_side="Process with the longer side at most N (recipe default 512).")
 def restyle(video, output, **kw):
     """Repaint VIDEO following its structure, with a text prompt and/or a reference image.
 
