@@ -9,6 +9,7 @@ import pytest
 
 from videdit.errors import InputError, OutputError, UsageError
 from videdit.io import AudioSource, VideoWriter, iter_video, probe, read_video, write_video
+from videdit.io.write import Outputs
 from videdit.options import ReadOptions
 
 from videos import make_clip, make_vfr
@@ -178,6 +179,8 @@ def test_a_png_sequence_output_never_replaces_other_files(tmp_path):
     with pytest.raises(OutputError, match="file: is a file, not a directory"):
         write_video(frames, str(tmp_path / "file") + os.sep, fps=12)
     assert (tmp_path / "file").read_text() == "keep me"
+    with pytest.raises(UsageError, match="side.mp4: is inside .*frames/, the PNG-sequence output"):
+        Outputs(str(out) + os.sep, out / "side.mp4", 12)  # the swap at the end would sweep the preview away
 
 
 def test_audio_from_another_source(clip, tmp_path):

@@ -98,6 +98,16 @@ def _check_frame_directory(path: str) -> None:
                           f"{len(others)} in all); choose a new or empty directory")
 
 
+def _check_not_inside(path: str, other: str) -> None:
+    """UsageError if ``other`` is a PNG-sequence output and ``path`` lies in it (it would be swept away)."""
+    if _format_of(other) != "png-dir":
+        return
+    inner, outer = os.path.realpath(path), os.path.realpath(other.rstrip(os.sep) or os.sep)
+    if os.path.commonpath([inner, outer]) == outer:
+        raise UsageError(f"{path}: is inside {other}, the PNG-sequence output, which is replaced as a whole; "
+                         "write it elsewhere")
+
+
 def _same_file(a: str, b: str) -> bool:
     try:
         return os.path.samefile(a, b)
@@ -398,6 +408,9 @@ class Outputs:
             # preview would silently replace the output.
             raise UsageError(f"{os.fspath(preview)}: the preview would overwrite the output; give --preview "
                              "another path")
+        if preview is not None:
+            _check_not_inside(os.fspath(preview), os.fspath(output))
+            _check_not_inside(os.fspath(output), os.fspath(preview))
         kw = dict(audio=audio, preset=preset, provenance=provenance)
         self.writers = [VideoWriter(output, fps, protect=protect, **kw)]
         if preview is not None:  # it shows generated frames too: same credentials and mark
