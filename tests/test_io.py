@@ -179,6 +179,10 @@ def test_a_png_sequence_output_never_replaces_other_files(tmp_path):
     with pytest.raises(OutputError, match="file: is a file, not a directory"):
         write_video(frames, str(tmp_path / "file") + os.sep, fps=12)
     assert (tmp_path / "file").read_text() == "keep me"
+    os.symlink(out, tmp_path / "link")
+    write_video(frames[:1], str(tmp_path / "link") + os.sep, fps=12)  # through a link: the link stays one
+    assert os.path.islink(tmp_path / "link") and os.listdir(out) == ["000001.png"]
+    assert sorted(os.listdir(tmp_path)) == ["file", "frames", "link"]
     with pytest.raises(UsageError, match="side.mp4: is inside .*frames/, the PNG-sequence output"):
         Outputs(str(out) + os.sep, out / "side.mp4", 12)  # the swap at the end would sweep the preview away
 

@@ -130,6 +130,9 @@ class VideoWriter:
                  protect=(), crf: int | None = None, preset: str | None = None, provenance=None):
         self.path = os.fspath(path).rstrip(os.sep) if os.fspath(path) != os.sep else os.sep
         self.fmt = _format_of(os.fspath(path))
+        if self.fmt == "png-dir" and os.path.islink(self.path):
+            # The directory is swapped at the end: swap the one the link names, keep the link.
+            self.path = os.path.realpath(self.path)
         if not fps or fps <= 0:
             raise UsageError(f"{self.path}: output fps must be > 0 (got {fps})")
         self.fps = Fraction(fps).limit_denominator(1001)
