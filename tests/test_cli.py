@@ -107,7 +107,7 @@ def test_refuses_to_overwrite_input(tmp_path, capfd):
     (["structure", "X", "-o", "y.mp4", "--structure-detail", "9"], 2, "detail"),
     (["structure", "X", "-o", "y.xyz"], 2, "unknown output format"),
     (["structure", "X", "-o", "y.mp4", "--stride", "0"], 2, "--stride"),
-    (["structure", "X", "-o", "y.mp4", "--preview", "y.mp4"], 2, "preview would overwrite the output"),
+    (["structure", "X", "-o", "y.mp4", "--preview", "y.mp4"], 5, "preview would overwrite the output"),
     (["info"], 2, "Missing argument"),
     (["frobnicate"], 2, "No such command"),
 ])

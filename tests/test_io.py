@@ -156,14 +156,15 @@ def test_writer_pads_odd_sizes_and_other_formats(tmp_path):
     for name in ("a.webm", "a.gif", "a.mkv"):
         assert probe(write_video(frames[:, :140, :254], tmp_path / name, fps=12)).frame_count == 6
     png_dir = write_video(frames, str(tmp_path / "pngs") + os.sep, fps=12)
-    assert sorted(os.listdir(png_dir))[:2] == ["000001.png", "000002.png"]
+    assert sorted(os.listdir(png_dir))[:3] == [".videdit-frames", "000001.png", "000002.png"]
     with pytest.raises(UsageError, match="unknown output format"):
         write_video(frames, tmp_path / "a.xyz", fps=12)
 
 
-def test_a_png_sequence_output_never_replaces_other_files(tmp_path):
+def test_a_png_sequence_output_never_replaces_other_files(tmp_path, monkeypatch):
     """A PNG sequence replaces its whole directory, so it goes only where nothing else would be lost: a new
-    directory, or one holding just the frames of an earlier run (a rerun, which may be shorter)."""
+    or empty directory, or one holding just the frames of an earlier videdit run (a rerun, which may be
+    shorter); never over a folder of the user's own frames, an input inside it, or the current directory."""
     frames = np.zeros((3, 16, 16, 3), np.uint8)
     out = tmp_path / "frames"
     out.mkdir()
@@ -174,17 +175,45 @@ def test_a_png_sequence_output_never_replaces_other_files(tmp_path):
     (out / "notes.txt").unlink()
     write_video(frames, str(out) + os.sep, fps=12)
     write_video(frames[:2], str(out) + os.sep, fps=12)  # a rerun replaces the earlier frames
-    assert sorted(os.listdir(out)) == ["000001.png", "000002.png"]
+    assert sorted(os.listdir(out)) == [".videdit-frames", "000001.png", "000002.png"]
+    with pytest.raises(OutputError, match="frames: holds the input .*000002.png"):
+        write_video(frames, str(out) + os.sep, fps=12, protect=[out / "000002.png"])
+    mine = tmp_path / "mine"  # the user's own frames, named as ffmpeg names them
+    mine.mkdir()
+    (mine / "000001.png").write_bytes(b"user's frame")
+    with pytest.raises(OutputError, match="mine: directory holds files"):
+        write_video(frames, str(mine) + os.sep, fps=12)
+    assert (mine / "000001.png").read_bytes() == b"user's frame"
     (tmp_path / "file").write_text("keep me")
     with pytest.raises(OutputError, match="file: is a file, not a directory"):
         write_video(frames, str(tmp_path / "file") + os.sep, fps=12)
     assert (tmp_path / "file").read_text() == "keep me"
     os.symlink(out, tmp_path / "link")
     write_video(frames[:1], str(tmp_path / "link") + os.sep, fps=12)  # through a link: the link stays one
-    assert os.path.islink(tmp_path / "link") and os.listdir(out) == ["000001.png"]
-    assert sorted(os.listdir(tmp_path)) == ["file", "frames", "link"]
-    with pytest.raises(UsageError, match="side.mp4: is inside .*frames/, the PNG-sequence output"):
+    assert os.path.islink(tmp_path / "link") and sorted(os.listdir(out)) == [".videdit-frames", "000001.png"]
+    assert sorted(os.listdir(tmp_path)) == ["file", "frames", "link", "mine"]
+    with pytest.raises(OutputError, match="side.mp4: is inside .*frames/, the PNG-sequence output"):
         Outputs(str(out) + os.sep, out / "side.mp4", 12)  # the swap at the end would sweep the preview away
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    monkeypatch.chdir(empty)
+    with pytest.raises(OutputError, match="is the current directory"):
+        write_video(frames, "." + os.sep, fps=12)
+
+
+def test_a_failed_preview_leaves_an_existing_output_as_it_was(tmp_path):
+    """Output and preview are both finished before either replaces its target: if one fails, neither
+    earlier file is touched."""
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"earlier output")
+    frames = np.zeros((2, 16, 16, 3), np.uint8)
+    with pytest.raises(OutputError, match="prev.mp4: encoding failed"):
+        with Outputs(out, tmp_path / "prev.mp4", 12) as outs:
+            outs.write(frames, frames)
+            outs.writers[1]._stop_pump()
+            outs.writers[1].proc.kill()  # the preview's encoder dies: as a full disk would end it
+    assert out.read_bytes() == b"earlier output"
+    assert sorted(os.listdir(tmp_path)) == ["out.mp4"]
 
 
 def test_audio_from_another_source(clip, tmp_path):

@@ -82,3 +82,22 @@ def test_unreadable_reference_image(ip, tmp_path):
         ip["pipe"].restyle(Video(frames, 8.0), "x", ref_image=str(bad))
     with pytest.raises(InputError, match="not found"):
         ip["pipe"].restyle(Video(frames, 8.0), "x", ref_image=str(tmp_path / "missing.png"))
+
+
+def test_a_reference_image_inside_a_png_output_is_never_replaced(ip, tmp_path):
+    """The reference image is an input like the clip: a PNG-sequence output that would replace the
+    directory holding it is refused, and the image survives."""
+    from videdit.errors import OutputError
+    from videdit.io import Video
+
+    out = tmp_path / "frames"
+    out.mkdir()
+    ref = out / "000001.png"
+    Image.fromarray(np.full((32, 32, 3), 90, np.uint8)).save(ref)
+    (out / ".videdit-frames").touch()  # even where it looks like an earlier run's frame
+    before = ref.read_bytes()
+    frames = np.zeros((1, 64, 64, 3), np.uint8)
+    with pytest.raises(OutputError, match="frames: holds the input .*000001.png"):
+        ip["pipe"].restyle(Video(frames, 8.0), "x", ref_image=str(ref), output=str(out) + "/")
+    assert ref.read_bytes() == before
+

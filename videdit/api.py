@@ -174,7 +174,7 @@ class Pipeline:
 
         out_frames, done = [], 0
         o = prep.opts
-        outs = self._outputs(output, preview, o.prompt, fps, info, start, total, watermark, prompt_in_credentials)
+        outs = self._outputs(output, preview, o, fps, info, start, total, watermark, prompt_in_credentials)
         steps = denoise_steps(o.steps, o.strength)
         n_windows = window_count(total, o.chunk, o.overlap)
         with outs, progress(total=n_windows * steps, desc=f"restyle {self.recipe.name} ({total} frames, "
@@ -191,15 +191,17 @@ class Pipeline:
         return {"output": outs.paths[0], "preview": outs.preview, "frames": done, "fps": fps,
                 "pipeline": self.recipe.name}
 
-    def _outputs(self, output, preview, prompt, fps, info, start, frames, watermark, prompt_in_credentials):
+    def _outputs(self, output, preview, opts, fps, info, start, frames, watermark, prompt_in_credentials):
         """Where a restyle writes: ``output`` (and ``preview``) with credentials, the mark and the audio of
-        the ``frames`` read from ``start`` of ``info``'s file; a no-op context without ``output``."""
+        the ``frames`` read from ``start`` of ``info``'s file; a no-op context without ``output``. The
+        source and ``opts``' reference image are inputs the outputs must not replace."""
         if output is None:
             return nullcontext()
         source = info.path if info is not None else None
         audio = AudioSource(source, start, frames / fps) if info is not None and info.has_audio else None
-        mark = _provenance(self.recipe.name, prompt, source, watermark, prompt_in_credentials)
-        return Outputs(output, preview, fps, audio=audio, protect=[source] if source else [], provenance=mark)
+        mark = _provenance(self.recipe.name, opts.prompt, source, watermark, prompt_in_credentials)
+        ref = opts.ref_image if isinstance(opts.ref_image, (str, os.PathLike)) else None
+        return Outputs(output, preview, fps, audio=audio, protect=[p for p in (source, ref) if p], provenance=mark)
 
     def _video_to_video(self, video, prompt, *, output, preview, watermark, prompt_in_credentials, **kw):
         """:meth:`restyle` with a text2video (UNet3D) recipe: SDEdit (Meng et al. 2022), the clip noised to
@@ -230,7 +232,7 @@ class Pipeline:
                         "denoised together); --max-frames N for more, or --chunk %d to denoise any length in "
                         "windows", info.path, opts.frames, self.recipe.name, opts.frames)
         self._warn_unknown(opts.prompt)
-        outs = self._outputs(output, preview, opts.prompt, fps, info, start, total, watermark, prompt_in_credentials)
+        outs = self._outputs(output, preview, opts, fps, info, start, total, watermark, prompt_in_credentials)
         kept: list | None = [] if preview is not None else None
         windows = _t2v_windows(total, opts)
         with outs, progress(total=denoise_steps(opts.steps, opts.strength), unit="step",
@@ -277,7 +279,8 @@ class Pipeline:
                         "memory grows with them: --chunk %d denoises them in windows with flat memory",
                         self.recipe.name, clip, opts.frames, clip)
         mark = _provenance(self.recipe.name, opts.prompt, None, watermark, prompt_in_credentials)
-        writer = VideoWriter(output, opts.fps, provenance=mark) if output is not None else None  # fails early
+        ref = [opts.ref_image] if isinstance(opts.ref_image, (str, os.PathLike)) else []
+        writer = VideoWriter(output, opts.fps, protect=ref, provenance=mark) if output is not None else None  # fails early
         try:
             with progress(total=opts.steps, unit="step",
                           desc=f"generate {self.recipe.name} ({opts.frames} frames{_t2v_windows(opts.frames, opts)})") as bar:

@@ -79,33 +79,45 @@ def _format_of(path: str) -> str:
     return ext
 
 
-#: Names of the frames a PNG-sequence output holds (``000001.png``...): the only files a rerun may replace.
+#: Names of the frames a PNG-sequence output holds (``000001.png``...).
 _FRAME_NAME = re.compile(r"\d{6}\.png")
+#: Empty file that marks a directory as videdit's PNG output: a rerun may replace such a directory only.
+_FRAMES_MARK = ".videdit-frames"
 
 
-def _check_frame_directory(path: str) -> None:
-    """OutputError unless ``path`` is new, or a directory holding only frames of an earlier PNG output.
+def _check_frame_directory(path: str, inputs) -> None:
+    """OutputError unless ``path`` is a new or empty directory, or one holding only frames of an earlier
+    videdit PNG output, and no input (``inputs``: paths) lies inside it.
 
-    The finished sequence replaces the whole directory, so anything else in it would be lost.
+    The finished sequence replaces the whole directory, so anything else in it would be lost: a folder of
+    the user's own frames looks the same as ours (ffmpeg's ``%06d.png``), hence the mark.
     """
+    real = os.path.realpath(path)
+    for p in inputs:
+        if os.path.commonpath([real, os.path.realpath(p)]) == real:
+            raise OutputError(f"{path}: holds the input {p}; PNG frames go to a new or empty directory")
+    here = os.path.realpath(os.getcwd())
+    if os.path.commonpath([real, here]) == real:
+        raise OutputError(f"{path}: is the current directory or holds it; PNG frames go to a new or empty directory")
     if not os.path.exists(path):
         return
     if not os.path.isdir(path):
         raise OutputError(f"{path}: is a file, not a directory for PNG frames; choose another output path")
-    others = sorted(n for n in os.listdir(path) if not _FRAME_NAME.fullmatch(n))
-    if others:
-        raise OutputError(f"{path}: directory holds files a PNG sequence would replace (such as {others[0]}; "
-                          f"{len(others)} in all); choose a new or empty directory")
+    names = sorted(os.listdir(path))
+    ours = _FRAMES_MARK in names and all(_FRAME_NAME.fullmatch(n) for n in names if n != _FRAMES_MARK)
+    if names and not ours:
+        raise OutputError(f"{path}: directory holds files a PNG sequence would replace (such as {names[0]}; "
+                          f"{len(names)} in all); choose a new or empty directory")
 
 
 def _check_not_inside(path: str, other: str) -> None:
-    """UsageError if ``other`` is a PNG-sequence output and ``path`` lies in it (it would be swept away)."""
+    """OutputError if ``other`` is a PNG-sequence output and ``path`` lies in it (it would be swept away)."""
     if _format_of(other) != "png-dir":
         return
     inner, outer = os.path.realpath(path), os.path.realpath(other.rstrip(os.sep) or os.sep)
     if os.path.commonpath([inner, outer]) == outer:
-        raise UsageError(f"{path}: is inside {other}, the PNG-sequence output, which is replaced as a whole; "
-                         "write it elsewhere")
+        raise OutputError(f"{path}: is inside {other}, the PNG-sequence output, which is replaced as a whole; "
+                          "write it elsewhere")
 
 
 def _same_file(a: str, b: str) -> bool:
@@ -146,7 +158,7 @@ class VideoWriter:
         if self.fmt != "png-dir" and os.path.isdir(self.path):
             raise OutputError(f"{self.path}: is a directory; give a file name such as {self.path}/out.mp4")
         if self.fmt == "png-dir":
-            _check_frame_directory(self.path)
+            _check_frame_directory(self.path, [os.fspath(p) for p in [*protect, *([audio.path] if audio else [])] if p])
         parent = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(parent, exist_ok=True)
@@ -283,6 +295,11 @@ class VideoWriter:
 
     def close(self) -> str:
         """Finish encoding and move the file into place; returns the output path."""
+        self.finish()
+        return self.commit()
+
+    def finish(self) -> None:
+        """Finish the temporary file (encoding, credentials); the target is untouched until :meth:`commit`."""
         if self.proc is None:
             self.abort()
             raise OutputError(f"{self.path}: no frames to write")
@@ -290,14 +307,20 @@ class VideoWriter:
         if self.proc.wait() != 0 or self._pipe_error is not None:
             self._fail()
         self._log.close()
-        if self.provenance is not None:
-            try:
+        self._log = None
+        try:
+            if self.provenance is not None:
                 self._sign()
-            except BaseException:
-                self.abort()
-                raise
-        self._replace()
+            if self.fmt == "png-dir":
+                open(os.path.join(self.tmp, _FRAMES_MARK), "w").close()
+        except BaseException:
+            self.abort()
+            raise
         self.proc = None
+
+    def commit(self) -> str:
+        """Move the finished temporary file into place; returns the output path."""
+        self._replace()
         return self.path
 
     def _sign(self):
@@ -409,8 +432,8 @@ class Outputs:
         if preview is not None and _same_file(os.fspath(preview), os.fspath(output)):
             # Both are written to temporaries and moved into place at the end, so the
             # preview would silently replace the output.
-            raise UsageError(f"{os.fspath(preview)}: the preview would overwrite the output; give --preview "
-                             "another path")
+            raise OutputError(f"{os.fspath(preview)}: the preview would overwrite the output; give --preview "
+                              "another path")
         if preview is not None:
             _check_not_inside(os.fspath(preview), os.fspath(output))
             _check_not_inside(os.fspath(output), os.fspath(preview))
@@ -440,14 +463,14 @@ class Outputs:
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             try:
-                self.paths = [w.close() for w in self.writers]
-                return False
+                for w in self.writers:  # every file finished before any target is touched
+                    w.finish()
             except BaseException:
-                for w in self.writers:  # one failed to finish: take the others back too
+                for w in self.writers:
                     w.abort()
-                    if os.path.exists(w.path) and w.path in self.paths:
-                        os.remove(w.path)
                 raise
+            self.paths = [w.commit() for w in self.writers]
+            return False
         for w in self.writers:
             w.abort()
         return False
