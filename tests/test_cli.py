@@ -104,7 +104,13 @@ def test_refuses_to_overwrite_input(tmp_path, capfd):
 
 @pytest.mark.parametrize("argv, code, text", [
     (["structure", "X", "-o", "y.mp4", "--signal", "nope"], 2, "canny"),
-    (["structure", "X", "-o", "y.mp4", "--structure-detail", "9"], 2, "detail"),
+    (["structure", "X", "-o", "y.mp4", "--structure-detail", "9"], 2, "--structure-detail: must be"),
+    (["restyle", "X", "-o", "y.mp4", "--seed", str(2**63)], 2, "--seed: must be a whole number in [0, 2^63 - 1]"),
+    (["restyle", "X", "-o", "y.mp4", "--structure-scale", "1,nan"], 2, "--structure-scale: each scale must be in"),
+    (["restyle", "X", "-o", "y.mp4", "--structure-scale", "-0.5"], 2, "(got -0.5)"),
+    (["restyle", "X", "-o", "y.mp4", "--structure", " , "], 2, "--structure: names no signal"),
+    (["restyle", "X", "-o", "y.mp4", "--structure", "canny,canny"], 2, "'canny' is named twice"),
+    (["restyle", "X", "-o", "y.mp4", "--ref-image", "."], 3, ".: is a directory, not a reference image"),
     (["structure", "X", "-o", "y.xyz"], 2, "unknown output format"),
     (["structure", "X", "-o", "y.mp4", "--stride", "0"], 2, "--stride"),
     (["structure", "X", "-o", "y.mp4", "--preview", "y.mp4"], 5, "preview would overwrite the output"),

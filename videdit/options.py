@@ -189,9 +189,22 @@ class DiffusionOptions:
                 set_(self, "structure_scale", tuple(float(v) for v in self.structure_scale.split(",")))
             except ValueError:
                 raise UsageError(f"--structure-scale: '{self.structure_scale}' is not a number list") from None
+        if self.structure is not None:
+            if not self.structure:
+                raise UsageError("--structure: names no signal; give one or more, comma-separated (see the recipe's)")
+            twice = sorted({s for s in self.structure if self.structure.count(s) > 1})
+            if twice:
+                raise UsageError(f"--structure: '{twice[0]}' is named twice")
+        if self.structure_scale is not None:
+            bad = [v for v in self.structure_scale if not 0.0 <= v <= 20.0]  # NaN fails both comparisons
+            if bad or not self.structure_scale:
+                raise UsageError(f"--structure-scale: each scale must be in [0, 20] (got {bad[0] if bad else 'none'})")
         set_(self, "size", parse_size(self.size))
-        if isinstance(self.ref_image, str) and self.ref_image and not os.path.isfile(self.ref_image):
-            raise InputError(f"{self.ref_image}: reference image not found")  # before any model loads
+        if isinstance(self.ref_image, str) and self.ref_image:  # before any model loads
+            if os.path.isdir(self.ref_image):
+                raise InputError(f"{self.ref_image}: is a directory, not a reference image")
+            if not os.path.isfile(self.ref_image):
+                raise InputError(f"{self.ref_image}: reference image not found")
         checks = [("strength", 0.0, 1.0, False), ("guidance", 0.0, 50.0, True), ("eta", 0.0, 1.0, True),
                   ("noise_share", 0.0, 1.0, True)]
         for name, lo, hi, lo_ok in checks:
@@ -214,8 +227,9 @@ class DiffusionOptions:
             raise UsageError(f"--dtype: '{self.dtype}' unknown; choose one of: {', '.join(DTYPES)}")
         if self.fps is not None and not 0 < float(self.fps) <= 240:
             raise UsageError(f"--fps: must be in (0, 240] (got {self.fps})")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
-            raise UsageError(f"--seed: must be a whole number >= 0 (got {self.seed!r})")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2**63:
+            # torch.Generator.manual_seed takes a signed 64-bit integer
+            raise UsageError(f"--seed: must be a whole number in [0, 2^63 - 1] (got {self.seed!r})")
         if self.shared_noise is not None:  # the flag is a name for noise_share 1 or 0
             want = 1.0 if self.shared_noise else 0.0
             if self.noise_share is not None and float(self.noise_share) != want:

@@ -29,7 +29,8 @@ def check_detail(detail) -> int:
     ok = isinstance(detail, (int, np.integer)) and not isinstance(detail, bool)
     if not ok or not 0 <= int(detail) <= MAX_DETAIL:
         raise UsageError(
-            f"detail must be a whole number in 0..{MAX_DETAIL} (0 = full detail, higher = coarser); got {detail!r}"
+            f"--structure-detail: must be a whole number in 0..{MAX_DETAIL} (0 = full detail, higher = coarser); "
+            f"got {detail!r}"
         )
     return int(detail)
 
