@@ -145,6 +145,20 @@ def test_metrics_command(tmp_path, capfd):
     assert d["structure_fidelity"] == pytest.approx(1.0)
 
 
+def test_metrics_reports_the_output_s_own_size_and_refuses_frames_too_small_for_flow(tmp_path, capfd):
+    src = make_clip(tmp_path / "a.mp4", seconds=0.5, audio=False)
+    small = make_clip(tmp_path / "b.mp4", size="80x48", seconds=0.5, audio=False)
+    assert main(["metrics", src, small, "--json"]) == 0
+    d = json.loads(_stderr_lines(capfd)[0])
+    assert (d["source_size"], d["output_size"]) == ([160, 96], [80, 48])  # compared at the source's, reported as is
+    tiny = make_clip(tmp_path / "c.mp4", size="8x8", seconds=0.5, audio=False)
+    assert main(["metrics", tiny, tiny]) == 2
+    _, lines = _stderr_lines(capfd)
+    assert lines == [f"videdit: error: {tiny}: frames of 8x8 are too small for optical flow (at least 12 px a "
+                     "side); give a larger --size"]
+    assert main(["verify", tiny]) == 0  # the watermark's motion vote skips frames flow cannot take
+
+
 def test_console_script_entry_point_runs(tmp_path):
     """The real process: exit code and a single stderr line, no traceback."""
     r = subprocess.run([sys.executable, "-m", "videdit", "info", str(tmp_path / "none.mp4")],

@@ -194,6 +194,17 @@ class PairFlow:
         return map_x, map_y
 
 
+#: Smallest frame side DIS flow takes (OpenCV asserts on smaller input).
+MIN_FLOW_SIDE = 12
+
+
+def check_flow_size(width: int, height: int, what: str = "source") -> None:
+    """UsageError naming ``what`` if ``width x height`` frames are too small for optical flow."""
+    if min(width, height) < MIN_FLOW_SIDE:
+        raise UsageError(f"{what}: frames of {width}x{height} are too small for optical flow (at least "
+                         f"{MIN_FLOW_SIDE} px a side); give a larger --size")
+
+
 def _dis_flow(dis, first: np.ndarray, second: np.ndarray) -> np.ndarray:
     """Dense flow ``first -> second`` (``(H, W) uint8`` each) as ``(H, W, 2) float32``.
 
@@ -243,6 +254,7 @@ def source_flows(source, n_frames: int | None = None) -> Iterator[PairFlow]:
     import cv2
 
     frames = _frames(source, "source")
+    check_flow_size(frames.width, frames.height)
     n = frames.count if n_frames is None else min(n_frames, frames.count)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     grays = (_gray_u8(f) for _, f in zip(range(n), frames))
