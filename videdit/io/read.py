@@ -139,9 +139,12 @@ class _AVDecoder:
             self.container.seek(int(target), stream=self.stream, backward=True)
         else:
             self.container.seek(0, stream=self.stream, backward=True)
-        counter, bad = None, 0
+        counter, bad, last = None, 0, first - 1
         for frame in self._decode_tolerant():
             if frame is None:
+                if not bad:  # now: the caller may stop reading before the stream ends
+                    log.warning("%s: damaged data skipped while decoding (after frame %d); frames near it may be "
+                                "missing, repeated or garbled", info.path, max(last, 0))
                 bad += 1
                 continue
             if frame.time is not None:
@@ -155,9 +158,8 @@ class _AVDecoder:
             img = self._rgb(frame, i)
             if info.rotation:
                 img = np.ascontiguousarray(np.rot90(img, k=info.rotation // 90))
+            last = i
             yield i, img
-        if bad:
-            log.warning("%s: %d damaged packet(s) skipped while decoding", info.path, bad)
 
     def _rgb(self, frame, i: int) -> np.ndarray:
         """``(H, W, 3) uint8`` of a decoded frame, at the stream's first size."""
