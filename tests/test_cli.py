@@ -214,3 +214,11 @@ def test_sigterm_mid_write_leaves_no_partial_file(tmp_path, capfd, monkeypatch):
     assert rc == 143 and lines == ["videdit: terminated"] and len(calls) >= 2
     assert sorted(os.listdir(tmp_path)) == ["a.mp4"]  # no output, no hidden temporary
     assert signal.getsignal(signal.SIGTERM) == before  # the caller's handler is back
+
+
+def test_summary_line_counts_frames_in_words(tmp_path, capfd):
+    src = make_clip(tmp_path / "a.mp4", seconds=0.5, audio=False)
+    assert main(["structure", src, "-o", str(tmp_path / "one.mp4"), "--max-frames", "1"]) == 0
+    assert "(1 frame, " in capfd.readouterr().out
+    assert main(["structure", src, "-o", str(tmp_path / "two.mp4"), "--max-frames", "2"]) == 0
+    assert "(2 frames, " in capfd.readouterr().out

@@ -280,6 +280,7 @@ def test_cli_restyle_writes_output_with_audio(tiny, tmp_path, capfd, monkeypatch
 
 @pytest.mark.parametrize("args, code, text", [
     (["--pipeline", "nope"], 2, "unknown pipeline"),
+    (["--pipeline", SAMPLES], 2, "samples: directory is not a diffusers pipeline (it has no model_index.json)"),
     (["--strength", "0"], 2, "--strength"),
     (["--prompt", ""], 2, "--prompt or a --ref-image"),
     (["--consistency", "sideways"], 2, "sideways"),

@@ -47,6 +47,10 @@ def _read_options(kw: dict) -> ReadOptions:
     return ReadOptions(**{k: kw.pop(k) for k in keys})
 
 
+def _frames(n: int) -> str:
+    return f"{n} frame{'' if n == 1 else 's'}"
+
+
 def _emit(data: dict, as_json: bool, lines) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, default=_jsonable))
@@ -160,7 +164,7 @@ def structure(video, output, signal, list_, detail, preview, low, high, model, p
     params = {k: v for k, v in {"low": low, "high": high, "model": model}.items() if v is not None}
     s = structure_video(video, output, signal=signal, detail=detail, preview=preview,
                         options=_read_options(kw), preset=preset, **params)
-    click.echo(f"wrote {s['output']} ({s['frames']} frames, {s['fps']:.3f} fps"
+    click.echo(f"wrote {s['output']} ({_frames(s['frames'])}, {s['fps']:.3f} fps"
                + (", audio kept" if s["audio"] else "") + ")"
                + (f" and {s['preview']}" if s["preview"] else ""))
 
@@ -201,7 +205,7 @@ def diffusion_options(f):
                      help="Fraction (0-1) of the initial noise common to all frames, the rest per frame "
                           "(PYoCo's mixed noise; recipe default)."),
         click.option("--dtype", type=click.Choice(["fp32", "fp16", "bf16"]), default="fp32", show_default=True),
-        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N."),
+        click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N, mps."),
         click.option("--allow-pickle", is_flag=True, help="Allow pickled (.bin/.ckpt) weights: they can run code."),
         click.option("--vae-tiling", is_flag=True, help="Decode large frames tile by tile (less memory)."),
         click.option("--offload", is_flag=True, help="CUDA: keep models in CPU memory, move each to the GPU to run."),
@@ -244,7 +248,7 @@ def _load_pipeline(load: dict, kind: str):
 @click.option("--overlap", type=int, help="Frames shared by consecutive windows (blended).")
 @click.option("--preview", type=click.Path(), help="Also write a side-by-side source | output video.")
 @read_options(size="Process at WIDTHxHEIGHT (rounded to the model's multiple).",
-              max_side="Process with the longer side at most N (recipe default 512).")
+              max_side="Process with the longer side at most N (default: the recipe's).")
 def restyle(video, output, **kw):
     """Repaint VIDEO following its structure, with a text prompt and/or a reference image.
 
@@ -261,7 +265,7 @@ def restyle(video, output, **kw):
     DiffusionOptions(**{k: v for k, v in opts.items() if k in DiffusionOptions.__dataclass_fields__})
     pipe = _load_pipeline(load, "restyle")
     s = pipe.restyle(video, opts.pop("prompt", ""), output=output, preview=preview, **load["marks"], **opts)
-    click.echo(f"wrote {s['output']} ({s['frames']} frames, {s['fps']:.3f} fps, pipeline {s['pipeline']})"
+    click.echo(f"wrote {s['output']} ({_frames(s['frames'])}, {s['fps']:.3f} fps, pipeline {s['pipeline']})"
                + (f" and {s['preview']}" if s["preview"] else ""))
 
 
@@ -286,7 +290,7 @@ def generate(output, **kw):
     DiffusionOptions(**opts)  # validate before loading models
     pipe = _load_pipeline(load, "text2video")
     s = pipe.generate(opts.pop("prompt", ""), output=output, **load["marks"], **opts)
-    click.echo(f"wrote {s['output']} ({s['frames']} frames, {s['size'][0]}x{s['size'][1]}, {s['fps']:.3f} fps, "
+    click.echo(f"wrote {s['output']} ({_frames(s['frames'])}, {s['size'][0]}x{s['size'][1]}, {s['fps']:.3f} fps, "
                f"pipeline {s['pipeline']})")
 
 

@@ -186,6 +186,8 @@ def load_recipe(ref: str | os.PathLike | Recipe) -> Recipe:
         f = d / f"{ref}.toml"
         if f.is_file():
             return _from_toml(f)
+    if p.is_dir():
+        raise UsageError(f"{ref}: directory is not a diffusers pipeline (it has no model_index.json)")
     names = ", ".join(r.name for r in list_recipes()) or "(none found)"
     raise UsageError(f"unknown pipeline '{ref}'; choose one of: {names} "
                      "(or give a .toml recipe or a local diffusers directory)")
