@@ -279,3 +279,11 @@ def test_an_image_sequence_plays_at_the_given_rate_and_takes_odd_sized_images(tm
 def test_an_empty_range_is_reported_as_the_user_wrote_it():
     with pytest.raises(UsageError, match=r"--end \(10f\) must come after --start \(48f\)"):
         ReadOptions(start="48f", end="10f")
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_an_unwritable_output_directory_fails_before_any_work():
+    """``os.access`` grants root everything, /proc included: the writer tries a file there when it is made,
+    so the error comes before the model runs, not as 'encoding failed' after it."""
+    with pytest.raises(OutputError, match="/proc/x.mp4: "):
+        VideoWriter("/proc/x.mp4", 12)

@@ -166,6 +166,12 @@ class VideoWriter:
             raise OutputError(f"{self.path}: cannot create directory {parent} ({err.strerror})") from None
         if not os.access(parent, os.W_OK):
             raise OutputError(f"{self.path}: directory {parent} is not writable")
+        try:  # os.access says yes to root, and to /proc or a read-only mount: try it before the run
+            probe = os.path.join(parent, f".videdit-probe-{uuid.uuid4().hex[:8]}")
+            os.close(os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+            os.remove(probe)
+        except OSError as err:
+            raise OutputError(f"{self.path}: cannot write in {parent} ({err.strerror})") from None
         base = os.path.basename(self.path)
         stem, ext = os.path.splitext(base)
         self.tmp = os.path.join(parent, f".{stem}.videdit-{uuid.uuid4().hex[:8]}{'' if self.fmt == 'png-dir' else ext}")
