@@ -149,16 +149,15 @@ class VideoWriter:
             raise UsageError(f"{self.path}: output fps must be > 0 (got {fps})")
         self.fps = Fraction(fps).limit_denominator(1001)
         self.audio = audio if FORMATS[self.fmt][1] else None
-        if audio is not None and self.audio is None:
-            log.warning("%s: format %s holds no audio; the source's audio is not carried over", self.path, self.fmt)
         self.crf, self.preset = crf, preset
-        for p in [*protect, *([audio.path] if audio else [])]:
-            if p and os.path.exists(self.path) and _same_file(self.path, os.fspath(p)):
+        inputs = [os.fspath(p) for p in [*protect, *([audio.path] if audio else [])] if p]
+        for p in inputs:
+            if os.path.exists(self.path) and _same_file(self.path, p):
                 raise OutputError(f"{self.path}: refusing to overwrite the input file; choose another output path")
         if self.fmt != "png-dir" and os.path.isdir(self.path):
             raise OutputError(f"{self.path}: is a directory; give a file name such as {self.path}/out.mp4")
         if self.fmt == "png-dir":
-            _check_frame_directory(self.path, [os.fspath(p) for p in [*protect, *([audio.path] if audio else [])] if p])
+            _check_frame_directory(self.path, inputs)
         parent = os.path.dirname(os.path.abspath(self.path))
         try:
             os.makedirs(parent, exist_ok=True)
@@ -172,6 +171,8 @@ class VideoWriter:
             os.remove(probe)
         except OSError as err:
             raise OutputError(f"{self.path}: cannot write in {parent} ({err.strerror})") from None
+        if audio is not None and self.audio is None:  # warned only once the target is known to be usable
+            log.warning("%s: format %s holds no audio; the source's audio is not carried over", self.path, self.fmt)
         base = os.path.basename(self.path)
         stem, ext = os.path.splitext(base)
         self.tmp = os.path.join(parent, f".{stem}.videdit-{uuid.uuid4().hex[:8]}{'' if self.fmt == 'png-dir' else ext}")
