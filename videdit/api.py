@@ -105,8 +105,12 @@ class Pipeline:
 
     @property
     def size_multiple(self) -> int:
-        """Frame sides must be multiples of this (VAE factor x UNet downsampling)."""
+        """Frame sides must be multiples of this: the VAE factor for an image UNet (diffusers' UNet2D
+        upsamples to its skip connections' sizes, so any latent size works, and a 16:9 clip keeps its
+        shape: 512x288, not 512x256); times the UNet's downsampling for a UNet3D, which needs it."""
         c = self.components
+        if self.recipe.kind != "text2video":
+            return c.vae_factor
         return c.vae_factor * 2 ** (len(c.unet.config.block_out_channels) - 1)
 
     def options(self, prompt: str, **kw) -> DiffusionOptions:
