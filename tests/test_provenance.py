@@ -238,6 +238,19 @@ def test_cli_verify_json(clips, tmp_path, capsys):
     assert main(["verify", str(tmp_path / "missing.mp4")]) == 3
 
 
+def test_cli_verify_reads_the_watermark_of_a_png_sequence(clips, tmp_path, capsys):
+    """A PNG-sequence output carries the watermark only; verify takes its directory and finds it."""
+    from videdit.cli import main
+
+    frames = tmp_path / "frames"
+    videdit.write_video(videdit.read_video(clips["src"]), str(frames) + os.sep, provenance=clips["prov"])
+    capsys.readouterr()
+    assert main(["verify", str(frames), "--json"]) == 0
+    d = json.loads(capsys.readouterr().out)
+    assert d["credentials"]["status"] == "unsupported" and d["watermark"]["detected"] is True
+    assert d["watermark"]["payload_id"] == clips["prov"].payload_id
+
+
 def test_user_key_pair_is_used(tmp_path, monkeypatch, clips):
     from videdit.provenance import credentials
 

@@ -376,11 +376,13 @@ def entry() -> None:
 
 
 @cli.command()
-@click.argument("video", type=click.Path(dir_okay=False))
+@click.argument("video", type=click.Path(dir_okay=True))
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 @click.option("--max-frames", type=int, default=240, show_default=True, help="Frames scanned for the watermark.")
 def verify(video, as_json, max_frames):
-    """Report VIDEO's Content Credentials (C2PA) and videdit watermark; exit 0 whatever the verdict."""
+    """Report VIDEO's Content Credentials (C2PA) and videdit watermark; exit 0 whatever the verdict.
+
+    VIDEO may be an image-sequence directory (a PNG-sequence output): the watermark is checked there."""
     from .provenance.report import verify as verify_video
 
     report = verify_video(video, max_frames=max_frames)

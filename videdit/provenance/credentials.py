@@ -285,6 +285,9 @@ def read_credentials(path: str) -> CredentialsReport:
     """Read and validate the C2PA manifest of ``path`` (never raises for a bad manifest)."""
     import c2pa
 
+    if os.path.isdir(path):
+        return CredentialsReport("unsupported", summary="an image sequence: image files here carry no Content "
+                                 "Credentials, only the watermark")
     try:
         mime = container_mime(path)
         if mime is None:

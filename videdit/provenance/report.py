@@ -84,9 +84,10 @@ def _verdict(c: CredentialsReport, w: WatermarkResult) -> str:
 
 
 def verify(path: str | os.PathLike, max_frames: int = 240) -> VerifyReport:
-    """Check the C2PA manifest and the watermark of ``path``; InputError if it cannot be read."""
+    """Check the C2PA manifest and the watermark of ``path`` (a video file, or an image-sequence directory
+    such as a PNG-sequence output: the watermark only); InputError if it cannot be read."""
     path = os.fspath(path)
-    if not os.path.isfile(path):
+    if not os.path.isfile(path) and not os.path.isdir(path):
         raise InputError(f"{path}: no such file" if not os.path.exists(path) else f"{path}: not a file")
     mark = detect_file(path, max_frames=max_frames)  # raises InputError for non-video input
     creds = read_credentials(path)
