@@ -111,12 +111,18 @@ def test_mini_restyle_is_not_trivial_and_follows_structure(pipe):
     assert f1 >= EDGE_F1_MIN and f1 >= CHANCE_MARGIN * chance, (f1, chance)
 
 
-def test_mini_restyle_keeps_a_wide_clip_s_shape(pipe):
+def test_mini_restyle_keeps_a_wide_clip_s_shape_and_warns_of_a_far_larger_size(pipe, caplog):
     """pan-astronaut is 320x192 (5:3). At the recipe's 128 px it is 128x76.8: rounded to the VAE's multiple
-    of 8 that is 128x80; rounding to the UNet's whole downsampling, 32, squashed it to 128x64 (2:1)."""
-    out = pipe.restyle(str(ROOT / "samples" / "pan-astronaut.mp4"), "red shapes on a black background",
-                       max_frames=2, steps=2).frames
+    of 8 that is 128x80; rounding to the UNet's whole downsampling, 32, squashed it to 128x64 (2:1).
+    Far more pixels than the model's 128x128 get a warning before the long run (not at 2x)."""
+    clip = str(ROOT / "samples" / "pan-astronaut.mp4")
+    with caplog.at_level("WARNING", logger="videdit"):
+        out = pipe.restyle(clip, "red shapes on a black background", max_frames=2, steps=2).frames
+        pipe.restyle(clip, "red shapes on a black background", max_frames=1, steps=2, size="176x176")
+        assert "far longer run" not in caplog.text
+        pipe.restyle(clip, "red shapes on a black background", max_frames=1, steps=2, size="288x288")
     assert out.shape == (2, 80, 128, 3)
+    assert "pipeline 'mini' works at about 128x128; 288x288 has 5x its pixels" in caplog.text
 
 
 RED_XFAIL = pytest.mark.xfail(

@@ -132,7 +132,7 @@ class Pipeline:
         prep = prepare(self.components, opts)  # fails fast on bad prompt/options, before decoding
         ropts = ReadOptions(size=opts.size, fps=read_fps, multiple=self.size_multiple,
                             chunk=max(1, opts.chunk - opts.overlap), **read_kw)
-        chunks, total, fps, info, start = _open_source(video, ropts, read_fps)
+        chunks, total, fps, info, start = _open_source(video, ropts, read_fps, self.recipe)
         self._warn_unknown(opts.prompt)
         return prep, chunks, total, fps, info, start
 
@@ -229,7 +229,7 @@ class Pipeline:
         if capped:
             read_kw["max_frames"] = opts.frames + 1  # one more tells whether the clip is longer
         ropts = ReadOptions(size=size, fps=read_fps, multiple=self.size_multiple, **read_kw)
-        chunks, total, fps, info, start = _open_source(video, ropts, read_fps)
+        chunks, total, fps, info, start = _open_source(video, ropts, read_fps, self.recipe)
         if capped and total > opts.frames:
             chunks, total = _first(chunks, opts.frames), opts.frames
             log.warning("%s: restyling its first %d frames, the clip length of pipeline '%s' (all frames are "
@@ -277,6 +277,7 @@ class Pipeline:
                              "clip with a text2video recipe)")
         opts = resolve_options(self.components, DiffusionOptions.from_keywords(also, prompt=prompt, **kw))
         self._warn_unknown(opts.prompt)
+        _warn_large(self.recipe, *opts.size, knobs="--size")
         clip = int(self.recipe.default("frames", T2V_DEFAULTS["frames"]))
         if opts.chunk is None and opts.frames > clip:
             log.warning("pipeline '%s' was trained on %d-frame clips; all %d frames are denoised together, so "
@@ -329,8 +330,20 @@ def _keeping(chunks, kept: list | None):
         yield c
 
 
-def _open_source(video, ropts: ReadOptions, read_fps=None):
-    """``(chunks, frames, fps, info, start)`` of a path (streamed) or a decoded :class:`Video` under ``ropts``."""
+def _warn_large(recipe, width: int, height: int, knobs: str = "--size or --max-side") -> None:
+    """Warn when frames have far more pixels than ``recipe``'s model works at: time grows with the pixels,
+    attention's with their square, and memory with them, so a typo (8192x8192) ends in a kill, not an error."""
+    w0, h0 = recipe.default("size") or [int(recipe.default("max_side", 512))] * 2
+    ratio = width * height / (w0 * h0)
+    if ratio > 4:
+        log.warning("pipeline '%s' works at about %dx%d; %dx%d has %.0fx its pixels, so expect a far longer run "
+                    "and far more memory (%s lower it; --vae-tiling bounds the decoder's)",
+                    recipe.name, w0, h0, width, height, ratio, knobs)
+
+
+def _open_source(video, ropts: ReadOptions, read_fps=None, recipe=None):
+    """``(chunks, frames, fps, info, start)`` of a path (streamed) or a decoded :class:`Video` under ``ropts``;
+    warns if ``recipe``'s model would work at far more pixels than its own size (:func:`_warn_large`)."""
     if isinstance(video, Video):
         # Frame selection is the reader's job: with frames already decoded it would be ignored.
         chosen = [k for k in ("start", "end", "max_frames") if getattr(ropts, k) is not None]
@@ -345,11 +358,15 @@ def _open_source(video, ropts: ReadOptions, read_fps=None):
 
             frames = _resize(frames, (w, h))
         chunks = [frames[i:i + ropts.chunk] for i in range(0, len(frames), ropts.chunk)]
+        if recipe is not None:
+            _warn_large(recipe, w, h)
         return chunks, len(frames), video.fps, video.source, video.start
     if not isinstance(video, (str, os.PathLike)):
         raise UsageError(f"video: give a file path or a videdit.Video, not {type(video).__name__} "
                          "(wrap decoded frames as videdit.Video(frames, fps))")
     stream = iter_video(video, ropts)  # probes the input: a bad file fails here
+    if recipe is not None:
+        _warn_large(recipe, *stream.size)
     return stream, len(stream), stream.fps, stream.info, stream.start
 
 
