@@ -277,7 +277,8 @@ class Pipeline:
                              "clip with a text2video recipe)")
         opts = resolve_options(self.components, DiffusionOptions.from_keywords(also, prompt=prompt, **kw))
         self._warn_unknown(opts.prompt)
-        _warn_large(self.recipe, *opts.size, knobs="--size")
+        if opts.size is not None:  # else the UNet's own sample size
+            _warn_large(self.recipe, *opts.size, knobs="--size")
         clip = int(self.recipe.default("frames", T2V_DEFAULTS["frames"]))
         if opts.chunk is None and opts.frames > clip:
             log.warning("pipeline '%s' was trained on %d-frame clips; all %d frames are denoised together, so "
