@@ -179,8 +179,11 @@ def test_global_flags_work_after_the_subcommand(tmp_path, capfd, monkeypatch):
     assert "holds no audio" in err and "audio kept" not in out  # the summary does not claim it either
     assert main(["structure", src, "-o", str(tmp_path / "q.gif"), "-q"]) == 0
     assert capfd.readouterr().err == ""
-    with pytest.raises(InputError):  # --debug after the subcommand: the traceback, not one line
-        main(["info", str(tmp_path / "none.mp4"), "--debug"])
+    for argv in (["info", str(tmp_path / "none.mp4"), "--debug"], ["--debug", "info", str(tmp_path / "none.mp4")]):
+        # --debug before or after the subcommand adds the traceback; the exit code stays the error's own
+        assert main(argv) == InputError.exit_code
+        err = capfd.readouterr().err
+        assert "Traceback" in err and "InputError" in err and err.rstrip().endswith("none.mp4: no such file")
 
 
 def test_metrics_streams_a_damaged_file(corpus, capfd):

@@ -335,19 +335,23 @@ def main(argv=None) -> int:
 
 
 def _main(argv: list, debug: bool) -> int:
+    import traceback
+
+    def trace():  # --debug adds the traceback; the exit code stays the error's own
+        if debug:
+            traceback.print_exc(file=sys.stderr)
+
     try:
         cli.main(args=argv, prog_name="videdit", standalone_mode=False)
         return 0
     except VideditError as err:
-        if debug:
-            raise
+        trace()
         click.echo(f"videdit: error: {err}", err=True)
         return err.exit_code
     except click.exceptions.Exit as err:
         return err.exit_code
     except click.ClickException as err:  # bad flags / missing arguments: one line, exit 2
-        if debug:
-            raise
+        trace()
         hint = f" (see 'videdit {err.ctx.command_path.split(' ', 1)[1]} --help')" if getattr(err, "ctx", None) and " " in err.ctx.command_path else " (see 'videdit --help')"
         click.echo(f"videdit: error: {err.format_message()}{hint}", err=True)
         return 2
@@ -363,8 +367,7 @@ def _main(argv: list, debug: bool) -> int:
     except BrokenPipeError:
         return 0
     except Exception as err:  # a bug: say so in one line, traceback only with --debug
-        if debug:
-            raise
+        trace()
         click.echo(f"videdit: internal error: {type(err).__name__}: {' '.join(str(err).split())} "
                    "(rerun with --debug for the traceback)", err=True)
         return EXIT_INTERNAL
