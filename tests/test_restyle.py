@@ -397,3 +397,34 @@ def test_restyle_refuses_inputs_it_would_misread(tiny, frames):
 def test_a_misspelt_option_names_the_nearest_one(tiny, frames):
     with pytest.raises(UsageError, match=r"unknown option 'stregth' \(did you mean 'strength'\?\).*max_frames"):
         tiny["pipe"].restyle(frames_video(frames[:1]), "red", stregth=0.5)
+
+
+def test_api_misuse_gets_videdit_errors_not_deep_tracebacks(tiny, frames):
+    """What a plugin calling the Python API gets wrong is a UsageError naming the option, raised before any
+    model work: an empty or NaN-rate Video, an array reference image (ill-typed, or for a recipe without an
+    IP-Adapter), a dtype the loaded pipeline does not run in, an output for the streaming call, a bad kind."""
+    import videdit
+    from videdit.api import load_pipeline
+    from videdit.io import Video
+
+    pipe = tiny["pipe"]
+    with pytest.raises(UsageError, match="holds no frames"):
+        Video(frames[:0], 8.0)
+    for fps in (float("nan"), float("inf"), "24"):
+        with pytest.raises(UsageError, match="Video.fps must be a finite number > 0"):
+            Video(frames, fps)
+    clip = frames_video(frames[:2])
+    with pytest.raises(UsageError, match="has no IP-Adapter"):
+        pipe.restyle(clip, "red", ref_image=frames[0])
+    with pytest.raises(UsageError, match=r"give a path or an \(H, W, 3\) uint8 RGB array, not \(64, 64, 3\) float64"):
+        pipe.restyle(clip, "red", ref_image=frames[0] / 255.0)
+    with pytest.raises(UsageError, match="dtype: 'bf16' is chosen when the pipeline is loaded"):
+        pipe.restyle(clip, "red", dtype="bf16")
+    with pytest.raises(UsageError, match="dtype: 'bf16' is chosen when the pipeline is loaded"):
+        videdit.restyle(clip, "red", pipeline=pipe, dtype="bf16")
+    with pytest.raises(UsageError, match="restyle_stream yields frames and writes nothing"):
+        next(pipe.restyle_stream(clip, "red", output="x.mp4"))
+    with pytest.raises(UsageError, match="kind: 'bogus' unknown"):
+        load_pipeline(tiny["recipe"], kind="bogus")
+    a = pipe.restyle(clip, "red", dtype="fp32", device="cpu", seed=2).frames  # what it runs: accepted
+    assert np.array_equal(a, pipe.restyle(clip, "red", seed=2).frames)

@@ -62,6 +62,8 @@ class Pipeline:
         from .core.components import apply_memory_options, load_components
         from .core.recipes import load_recipe
 
+        if kind not in (None, "restyle", "text2video"):
+            raise UsageError(f"kind: '{kind}' unknown; choose one of: restyle, text2video")
         recipe = load_recipe(pipeline or (DEFAULT_RESTYLE if kind == "restyle" else DEFAULT_GENERATE))
         # A text2video model also restyles (video-to-video, SDEdit); a restyle model cannot generate.
         if kind is not None and recipe.kind != kind and not (kind == "restyle" and recipe.kind == "text2video"):
@@ -115,7 +117,21 @@ class Pipeline:
 
     def options(self, prompt: str, **kw) -> DiffusionOptions:
         also = (*_READ_KEYS, "output", "preview", "watermark", "prompt_in_credentials")
-        return DiffusionOptions.from_keywords(also, prompt=prompt, **kw).resolved(self.recipe.defaults)
+        opts = DiffusionOptions.from_keywords(also, prompt=prompt, **self._call_options(kw))
+        return opts.resolved(self.recipe.defaults)
+
+    def _call_options(self, kw: dict) -> dict:
+        """``kw`` without load-time options: a loaded pipeline's device and dtype are fixed, so a different
+        one asked for at call time is a UsageError instead of being ignored."""
+        c = self.components
+        dtype = str(c.dtype).removeprefix("torch.")
+        differs = {"device": lambda v: v != "auto" and _device(v) != str(c.device),
+                   "dtype": lambda v: _DTYPES.get(v, v) != dtype}
+        for key, test in differs.items():
+            if kw.get(key) is not None and test(kw[key]):
+                raise UsageError(f"{key}: '{kw[key]}' is chosen when the pipeline is loaded (load_pipeline(..., "
+                                 f"{key}='{kw[key]}')); this one runs on {c.device} in {dtype}")
+        return {k: v for k, v in kw.items() if k not in differs}
 
     # -- restyle ------------------------------------------------------------------------
     def _restyle_setup(self, video, prompt, kw):
@@ -137,7 +153,12 @@ class Pipeline:
         return prep, chunks, total, fps, info, start
 
     def restyle_stream(self, video, prompt: str = "", **kw) -> Iterator[np.ndarray]:
-        """Yield restyled ``(n, H, W, 3) uint8`` chunks as they are made (see :meth:`restyle`)."""
+        """Yield restyled ``(n, H, W, 3) uint8`` chunks as they are made (see :meth:`restyle`; it writes
+        nothing, so ``output``/``preview`` are :meth:`restyle`'s)."""
+        writes = [k for k in ("output", "preview", "watermark", "prompt_in_credentials") if k in kw]
+        if writes:
+            raise UsageError(f"restyle_stream yields frames and writes nothing, so it takes no '{writes[0]}'; "
+                             "use restyle(..., output=...) to write a file")
         from .core.restyle import restyle_windows
         from .io import prefetch
 
@@ -223,7 +244,8 @@ class Pipeline:
         read_kw = {k: kw.pop(k) for k in _READ_KEYS if k in kw}
         read_fps = kw.pop("fps", None)
         also = (*_READ_KEYS, "fps", "output", "preview", "watermark", "prompt_in_credentials")
-        opts = resolve_options(self.components, DiffusionOptions.from_keywords(also, prompt=prompt, **kw))
+        opts = DiffusionOptions.from_keywords(also, prompt=prompt, **self._call_options(kw))
+        opts = resolve_options(self.components, opts)
         size = opts.size if read_kw.get("max_side") is None else None
         capped = read_kw.get("max_frames") is None and not isinstance(video, Video) and opts.chunk is None
         if capped:
@@ -275,7 +297,8 @@ class Pipeline:
         if kw.get("strength") is not None:
             raise UsageError("strength: generate starts from noise; strength is for video-to-video (restyle a "
                              "clip with a text2video recipe)")
-        opts = resolve_options(self.components, DiffusionOptions.from_keywords(also, prompt=prompt, **kw))
+        opts = DiffusionOptions.from_keywords(also, prompt=prompt, **self._call_options(kw))
+        opts = resolve_options(self.components, opts)
         self._warn_unknown(opts.prompt)
         if opts.size is not None:  # else the UNet's own sample size
             _warn_large(self.recipe, *opts.size, knobs="--size")
@@ -391,12 +414,16 @@ def load_pipeline(pipeline=None, *, kind: str = "restyle", device: str = "auto",
 
 def restyle(video, prompt: str = "", *, pipeline=None, device: str = "auto", dtype: str = "fp32", **kw):
     """One-shot :meth:`Pipeline.restyle`; ``pipeline`` may be a loaded :class:`Pipeline`."""
+    if isinstance(pipeline, Pipeline):
+        pipeline._call_options({"device": device, "dtype": dtype})  # a loaded one cannot change them
     pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline, device=device, dtype=dtype)
     return pipe.restyle(video, prompt, **kw)
 
 
 def generate(prompt: str, *, pipeline=None, device: str = "auto", dtype: str = "fp32", **kw):
     """One-shot :meth:`Pipeline.generate` (text-to-video); ``pipeline`` may be a loaded :class:`Pipeline`."""
+    if isinstance(pipeline, Pipeline):
+        pipeline._call_options({"device": device, "dtype": dtype})  # a loaded one cannot change them
     pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline, kind="text2video",
                                                                          device=device, dtype=dtype)
     return pipe.generate(prompt, **kw)

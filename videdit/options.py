@@ -200,6 +200,15 @@ class DiffusionOptions:
             if bad or not self.structure_scale:
                 raise UsageError(f"--structure-scale: each scale must be in [0, 20] (got {bad[0] if bad else 'none'})")
         set_(self, "size", parse_size(self.size))
+        if isinstance(self.ref_image, os.PathLike):
+            set_(self, "ref_image", os.fspath(self.ref_image))
+        if self.ref_image is not None and not isinstance(self.ref_image, str):
+            import numpy as np
+
+            img = self.ref_image
+            if not isinstance(img, np.ndarray) or img.ndim != 3 or img.shape[-1] != 3 or img.dtype != np.uint8:
+                got = f"{img.shape} {img.dtype}" if isinstance(img, np.ndarray) else type(img).__name__
+                raise UsageError(f"--ref-image: give a path or an (H, W, 3) uint8 RGB array, not {got}")
         if isinstance(self.ref_image, str) and self.ref_image:  # before any model loads
             if os.path.isdir(self.ref_image):
                 raise InputError(f"{self.ref_image}: is a directory, not a reference image")
@@ -244,12 +253,19 @@ class DiffusionOptions:
         ``also``: the other keywords the caller accepts (listed in the message).
         """
         unknown = [k for k in kw if k not in cls.__dataclass_fields__]
+        if unknown and unknown[0] in also:  # a known option that reached a call that has no use for it
+            raise UsageError(f"option '{unknown[0]}' does not apply to this call")
         if unknown:
             valid = sorted({*cls.__dataclass_fields__, *also} - {"prompt"})
             near = difflib.get_close_matches(unknown[0], valid, n=1)
             hint = f" (did you mean '{near[0]}'?)" if near else ""
             raise UsageError(f"unknown option '{unknown[0]}'{hint}; the options are: {', '.join(valid)}")
         return cls(**kw)
+
+    @property
+    def has_ref_image(self) -> bool:
+        """True if a reference image was given (a non-empty path or an array)."""
+        return self.ref_image is not None and not (isinstance(self.ref_image, str) and not self.ref_image)
 
     @property
     def initial_noise_share(self) -> float:

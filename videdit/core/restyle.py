@@ -87,9 +87,9 @@ def prepare(comps: Components, opts: DiffusionOptions) -> Prepared:
     from ..structure import get_extractor
 
     recipe = comps.recipe
-    if not opts.prompt.strip() and not opts.ref_image:
+    if not opts.prompt.strip() and not opts.has_ref_image:
         raise UsageError("give a --prompt or a --ref-image (both empty)")
-    if opts.ref_image and recipe.ip_adapter is None:
+    if opts.has_ref_image and recipe.ip_adapter is None:
         from .recipes import list_recipes
 
         names = [r.name for r in list_recipes() if r.ip_adapter is not None and r.kind == recipe.kind]
@@ -116,7 +116,7 @@ def prepare(comps: Components, opts: DiffusionOptions) -> Prepared:
                            guidance=opts.guidance, device=comps.device, dtype=comps.dtype)
     image_embeds = None
     if recipe.ip_adapter is not None:
-        if opts.ref_image:
+        if opts.has_ref_image:
             image_embeds = encode_reference(comps, opts.ref_image, embeds.branches)
         else:  # adapter loaded, no image given: zero embeddings (the adapter's own "no image")
             shapes = encode_reference(comps, np.zeros((224, 224, 3), np.uint8), embeds.branches)

@@ -96,7 +96,7 @@ def _check(comps: Components, opts: DiffusionOptions, output: str) -> None:
                          "UNet3DConditionModel: use a text2video recipe (e.g. modelscope-t2v)")
     if not opts.prompt.strip():
         raise UsageError("give a --prompt (it is empty)")
-    if opts.ref_image:
+    if opts.has_ref_image:
         raise UsageError(f"pipeline '{comps.recipe.name}' (text2video) has no IP-Adapter, so --ref-image "
                          "cannot be used")
     if opts.structure:

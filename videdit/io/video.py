@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
+import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import UsageError
 from .probe import VideoInfo
 
 __all__ = ["Video"]
@@ -29,11 +32,15 @@ class Video:
     meta: dict = field(default_factory=dict)
 
     def __post_init__(self):
+        # UsageError is a ValueError: callers that caught ValueError still do, and `except VideditError` works
         f = np.asarray(self.frames)
         if f.ndim != 4 or f.shape[-1] != 3 or f.dtype != np.uint8:
-            raise ValueError(f"Video.frames must be (F, H, W, 3) uint8, got {f.shape} {f.dtype}")
-        if not self.fps or self.fps <= 0:
-            raise ValueError(f"Video.fps must be > 0, got {self.fps}")
+            raise UsageError(f"Video.frames must be (F, H, W, 3) uint8, got {f.shape} {f.dtype}")
+        if not len(f) or not f.shape[1] or not f.shape[2]:
+            raise UsageError(f"Video.frames holds no frames (shape {f.shape})")
+        fps = self.fps
+        if isinstance(fps, bool) or not isinstance(fps, numbers.Real) or not 0 < fps < math.inf:
+            raise UsageError(f"Video.fps must be a finite number > 0, got {fps!r}")
         self.frames = f
 
     def __len__(self) -> int:
