@@ -287,3 +287,9 @@ def test_an_unwritable_output_directory_fails_before_any_work():
     so the error comes before the model runs, not as 'encoding failed' after it."""
     with pytest.raises(OutputError, match="/proc/x.mp4: "):
         VideoWriter("/proc/x.mp4", 12)
+
+
+def test_a_misspelt_read_option_names_the_nearest(clip):
+    with pytest.raises(UsageError, match=r"unknown option 'maxframes' \(did you mean 'max_frames'\?\)"):
+        read_video(clip, maxframes=2)
+    assert len(read_video(clip, max_frames=2, backend="av")) == 2

@@ -67,8 +67,28 @@ def parse_size(spec, name: str = "size") -> tuple[int, int] | None:
     return w, h
 
 
+class _Keywords:
+    """``from_keywords``: the options dataclasses built from a caller's keywords."""
+
+    @classmethod
+    def from_keywords(cls, also: tuple[str, ...] = (), **kw):
+        """``cls(**kw)``, but an unknown keyword is a UsageError naming the nearest option.
+
+        ``also``: the other keywords the caller accepts (listed in the message).
+        """
+        unknown = [k for k in kw if k not in cls.__dataclass_fields__]
+        if unknown and unknown[0] in also:  # a known option that reached a call that has no use for it
+            raise UsageError(f"option '{unknown[0]}' does not apply to this call")
+        if unknown:
+            valid = sorted({*cls.__dataclass_fields__, *also} - {"prompt"})
+            near = difflib.get_close_matches(unknown[0], valid, n=1)
+            hint = f" (did you mean '{near[0]}'?)" if near else ""
+            raise UsageError(f"unknown option '{unknown[0]}'{hint}; the options are: {', '.join(valid)}")
+        return cls(**kw)
+
+
 @dataclass(frozen=True)
-class ReadOptions:
+class ReadOptions(_Keywords):
     """How to read a video: which frames, at what rate, at what size.
 
     ``start``/``end`` are seconds or frames (see :func:`parse_time`); ``end`` is
@@ -141,7 +161,7 @@ CONSISTENCY = ("none", "first", "sparse-causal", "full", "window")
 
 
 @dataclass(frozen=True)
-class DiffusionOptions:
+class DiffusionOptions(_Keywords):
     """Options of a restyle or generate run; ``None`` means "the recipe's default".
 
     Validated here once; :meth:`resolved` fills the ``None`` fields from a recipe's
@@ -245,22 +265,6 @@ class DiffusionOptions:
                 flag = "--shared-noise" if self.shared_noise else "--independent-noise"
                 raise UsageError(f"{flag} means --noise-share {want:g}, not {self.noise_share}; give one of them")
             set_(self, "noise_share", want)
-
-    @classmethod
-    def from_keywords(cls, also: tuple[str, ...] = (), **kw) -> DiffusionOptions:
-        """``cls(**kw)``, but an unknown keyword is a UsageError naming the nearest option.
-
-        ``also``: the other keywords the caller accepts (listed in the message).
-        """
-        unknown = [k for k in kw if k not in cls.__dataclass_fields__]
-        if unknown and unknown[0] in also:  # a known option that reached a call that has no use for it
-            raise UsageError(f"option '{unknown[0]}' does not apply to this call")
-        if unknown:
-            valid = sorted({*cls.__dataclass_fields__, *also} - {"prompt"})
-            near = difflib.get_close_matches(unknown[0], valid, n=1)
-            hint = f" (did you mean '{near[0]}'?)" if near else ""
-            raise UsageError(f"unknown option '{unknown[0]}'{hint}; the options are: {', '.join(valid)}")
-        return cls(**kw)
 
     @property
     def has_ref_image(self) -> bool:

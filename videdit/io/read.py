@@ -330,7 +330,8 @@ def iter_video(path: str | os.PathLike, options: ReadOptions | None = None, **kw
     streaming = kw.pop("_streaming", True)
     if options is not None and kw:
         raise UsageError("give either options= or keyword read options, not both")
-    return VideoStream(path, options or ReadOptions(**kw), backend=backend, streaming=streaming)
+    return VideoStream(path, options or ReadOptions.from_keywords(("backend",), **kw), backend=backend,
+                       streaming=streaming)
 
 
 def read_video(path: str | os.PathLike, options: ReadOptions | None = None, **kw) -> Video:
