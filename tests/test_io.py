@@ -293,3 +293,19 @@ def test_a_misspelt_read_option_names_the_nearest(clip):
     with pytest.raises(UsageError, match=r"unknown option 'maxframes' \(did you mean 'max_frames'\?\)"):
         read_video(clip, maxframes=2)
     assert len(read_video(clip, max_frames=2, backend="av")) == 2
+
+
+def test_something_that_is_not_a_path_is_named(clip, tmp_path):
+    """probe / verify / structure_video take paths (bytes too); a decoded Video or None is a UsageError
+    saying what it got, and structure_video takes read options as keywords, like read_video."""
+    import videdit
+    from videdit.tasks import structure_video
+
+    decoded = read_video(clip, max_frames=1)
+    for call in (probe, videdit.verify):
+        with pytest.raises(UsageError, match="expected a video file or image-sequence path, got Video"):
+            call(decoded)
+    with pytest.raises(UsageError, match="got NoneType"):
+        probe(None)
+    assert probe(os.fsencode(clip)).frame_count == probe(clip).frame_count
+    assert structure_video(clip, tmp_path / "e.mp4", max_frames=2)["frames"] == 2

@@ -12,6 +12,7 @@ from typing import Callable
 
 import numpy as np
 
+from .errors import UsageError
 from .io import AudioSource, iter_video, prefetch
 from .io.write import Outputs
 from .options import ReadOptions
@@ -49,10 +50,16 @@ def structure_video(src: str | os.PathLike, output: str | os.PathLike, *, signal
     """Write the structure signal (edges, depth...) of ``src`` as a video.
 
     ``params`` go to the extractor (e.g. ``low``/``high`` for canny, ``model`` for
-    depth). ``detail`` 0..7 coarsens the map (Gen-1's structure fidelity levels).
+    depth), except :class:`~videdit.options.ReadOptions` fields (``start``, ``max_frames``...),
+    which select the frames as ``options`` does. ``detail`` 0..7 coarsens the map (Gen-1's
+    structure fidelity levels).
     """
     from .structure import check_detail, coarsen, get_extractor
 
+    read_kw = {k: params.pop(k) for k in list(params) if k in ReadOptions.__dataclass_fields__}
+    if read_kw and options is not None:
+        raise UsageError(f"give either options= or read options ({', '.join(read_kw)}), not both")
+    options = ReadOptions.from_keywords(**read_kw) if read_kw else options
     extractor = get_extractor(signal, **params)
     check_detail(detail)  # before decoding anything
 

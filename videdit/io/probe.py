@@ -14,9 +14,9 @@ from fractions import Fraction
 
 import numpy as np
 
-from ..errors import InputError
+from ..errors import InputError, UsageError
 
-__all__ = ["VideoInfo", "probe", "check_input_path", "open_container", "sequence_images", "MAX_PIXELS"]
+__all__ = ["VideoInfo", "probe", "as_path", "check_input_path", "open_container", "sequence_images", "MAX_PIXELS"]
 
 # 8192 x 8192: above 8K UHD (7680 x 4320). A larger declared size is either a
 # broken header or a file no frame-by-frame diffusion tool should decode.
@@ -97,10 +97,21 @@ def open_container(path: str, *, fps: float | None = None):
     return av.open(path, metadata_errors="ignore")
 
 
+def as_path(path) -> str:
+    """``path`` (str, bytes or PathLike) as str; UsageError naming what it is otherwise."""
+    if isinstance(path, bytes):
+        path = os.fsdecode(path)
+    if not isinstance(path, (str, os.PathLike)):
+        hint = " (it is decoded already: pass it to restyle, or write it with write_video)" \
+            if type(path).__name__ == "Video" else ""
+        raise UsageError(f"expected a video file or image-sequence path, got {type(path).__name__}{hint}")
+    return os.fspath(path)
+
+
 def check_input_path(path: str | os.PathLike) -> str:
     """Return ``path`` as str if it names a non-empty regular file or an image-sequence directory,
-    else raise InputError."""
-    p = os.fspath(path)
+    else raise InputError (UsageError for something that is not a path at all)."""
+    p = as_path(path)
     if not os.path.exists(p):
         raise InputError(f"{p}: no such file")
     if os.path.isdir(p):

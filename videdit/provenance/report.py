@@ -86,7 +86,9 @@ def _verdict(c: CredentialsReport, w: WatermarkResult) -> str:
 def verify(path: str | os.PathLike, max_frames: int = 240) -> VerifyReport:
     """Check the C2PA manifest and the watermark of ``path`` (a video file, or an image-sequence directory
     such as a PNG-sequence output: the watermark only); InputError if it cannot be read."""
-    path = os.fspath(path)
+    from ..io.probe import as_path
+
+    path = as_path(path)
     if not os.path.isfile(path) and not os.path.isdir(path):
         raise InputError(f"{path}: no such file" if not os.path.exists(path) else f"{path}: not a file")
     mark = detect_file(path, max_frames=max_frames)  # raises InputError for non-video input
