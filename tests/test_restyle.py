@@ -286,6 +286,7 @@ def test_cli_restyle_writes_output_with_audio(tiny, tmp_path, capfd, monkeypatch
     (["--strength", "0"], 2, "--strength"),
     (["--prompt", ""], 2, "--prompt or a --ref-image"),
     (["--consistency", "sideways"], 2, "sideways"),
+    (["--window", "3"], 2, "--window applies to --consistency window; this run uses sparse-causal"),
     (["--structure-scale", "1,2"], 2, "--structure-scale: give one value for canny"),
     (["--offload"], 2, "--offload needs a CUDA device"),
     (["--device", "cuda"] if not torch.cuda.is_available() else ["--device", "tpu"], 2, "--device"),

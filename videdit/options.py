@@ -295,4 +295,7 @@ class DiffusionOptions(_Keywords):
             fill["negative_prompt"] = defaults["negative_prompt"]
         if "size" in fill and isinstance(fill["size"], list):
             fill["size"] = tuple(fill["size"])
-        return replace(self, **fill)
+        out = replace(self, **fill)
+        if self.window is not None and out.consistency != "window":  # asked for, and would do nothing
+            raise UsageError(f"--window applies to --consistency window; this run uses {out.consistency}")
+        return out
