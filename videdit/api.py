@@ -118,7 +118,7 @@ class Pipeline:
     def options(self, prompt: str, **kw) -> DiffusionOptions:
         also = (*_READ_KEYS, "output", "preview", "watermark", "prompt_in_credentials")
         opts = DiffusionOptions.from_keywords(also, prompt=prompt, **self._call_options(kw))
-        return opts.resolved(self.recipe.defaults)
+        return self._check_window(kw, opts.resolved(self.recipe.defaults))
 
     def _call_options(self, kw: dict) -> dict:
         """``kw`` without load-time options: a loaded pipeline's device and dtype are fixed, so a different
@@ -132,6 +132,13 @@ class Pipeline:
                 raise UsageError(f"{key}: '{kw[key]}' is chosen when the pipeline is loaded (load_pipeline(..., "
                                  f"{key}='{kw[key]}')); this one runs on {c.device} in {dtype}")
         return {k: v for k, v in kw.items() if k not in differs}
+
+    @staticmethod
+    def _check_window(kw: dict, opts: DiffusionOptions) -> DiffusionOptions:
+        """``opts`` (resolved); UsageError if the caller's ``window`` would do nothing in its mode."""
+        if kw.get("window") is not None and opts.consistency != "window":
+            raise UsageError(f"--window applies to --consistency window; this run uses {opts.consistency}")
+        return opts
 
     # -- restyle ------------------------------------------------------------------------
     def _restyle_setup(self, video, prompt, kw):
@@ -245,7 +252,7 @@ class Pipeline:
         read_fps = kw.pop("fps", None)
         also = (*_READ_KEYS, "fps", "output", "preview", "watermark", "prompt_in_credentials")
         opts = DiffusionOptions.from_keywords(also, prompt=prompt, **self._call_options(kw))
-        opts = resolve_options(self.components, opts)
+        opts = self._check_window(kw, resolve_options(self.components, opts))
         size = opts.size if read_kw.get("max_side") is None else None
         capped = read_kw.get("max_frames") is None and not isinstance(video, Video) and opts.chunk is None
         if capped:
@@ -298,7 +305,7 @@ class Pipeline:
             raise UsageError("strength: generate starts from noise; strength is for video-to-video (restyle a "
                              "clip with a text2video recipe)")
         opts = DiffusionOptions.from_keywords(also, prompt=prompt, **self._call_options(kw))
-        opts = resolve_options(self.components, opts)
+        opts = self._check_window(kw, resolve_options(self.components, opts))
         self._warn_unknown(opts.prompt)
         if opts.size is not None:  # else the UNet's own sample size
             _warn_large(self.recipe, *opts.size, knobs="--size")

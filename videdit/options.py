@@ -295,7 +295,4 @@ class DiffusionOptions(_Keywords):
             fill["negative_prompt"] = defaults["negative_prompt"]
         if "size" in fill and isinstance(fill["size"], list):
             fill["size"] = tuple(fill["size"])
-        out = replace(self, **fill)
-        if self.window is not None and out.consistency != "window":  # asked for, and would do nothing
-            raise UsageError(f"--window applies to --consistency window; this run uses {out.consistency}")
-        return out
+        return replace(self, **fill)
