@@ -116,9 +116,21 @@ class Pipeline:
         return c.vae_factor * 2 ** (len(c.unet.config.block_out_channels) - 1)
 
     def options(self, prompt: str, **kw) -> DiffusionOptions:
-        also = (*_READ_KEYS, "output", "preview", "watermark", "prompt_in_credentials")
+        return self._resolve(prompt, kw, (*_READ_KEYS, "output", "preview", "watermark", "prompt_in_credentials"))
+
+    def _resolve(self, prompt: str, kw: dict, also: tuple[str, ...]) -> DiffusionOptions:
+        """The run's options from the caller's keywords (``also``: the other ones it takes), filled from the
+        recipe (and, for a text2video recipe, :data:`T2V_DEFAULTS`); UsageError for what cannot apply."""
         opts = DiffusionOptions.from_keywords(also, prompt=prompt, **self._call_options(kw))
-        return self._check_window(kw, opts.resolved(self.recipe.defaults))
+        if self.recipe.kind == "text2video":
+            from .core.t2v import resolve_options
+
+            opts = resolve_options(self.components, opts)
+        else:
+            opts = opts.resolved(self.recipe.defaults)
+        if kw.get("window") is not None and opts.consistency != "window":
+            raise UsageError(f"--window applies to --consistency window; this run uses {opts.consistency}")
+        return opts
 
     def _call_options(self, kw: dict) -> dict:
         """``kw`` without load-time options: a loaded pipeline's device and dtype are fixed, so a different
@@ -133,12 +145,6 @@ class Pipeline:
                                  f"{key}='{kw[key]}')); this one runs on {c.device} in {dtype}")
         return {k: v for k, v in kw.items() if k not in differs}
 
-    @staticmethod
-    def _check_window(kw: dict, opts: DiffusionOptions) -> DiffusionOptions:
-        """``opts`` (resolved); UsageError if the caller's ``window`` would do nothing in its mode."""
-        if kw.get("window") is not None and opts.consistency != "window":
-            raise UsageError(f"--window applies to --consistency window; this run uses {opts.consistency}")
-        return opts
 
     # -- restyle ------------------------------------------------------------------------
     def _restyle_setup(self, video, prompt, kw):
@@ -232,8 +238,8 @@ class Pipeline:
         source = info.path if info is not None else None
         audio = AudioSource(source, start, frames / fps) if info is not None and info.has_audio else None
         mark = _provenance(self.recipe.name, opts.prompt, source, watermark, prompt_in_credentials)
-        ref = opts.ref_image if isinstance(opts.ref_image, (str, os.PathLike)) else None
-        return Outputs(output, preview, fps, audio=audio, protect=[p for p in (source, ref) if p], provenance=mark)
+        inputs = [p for p in (source, opts.ref_image_path) if p]
+        return Outputs(output, preview, fps, audio=audio, protect=inputs, provenance=mark)
 
     def _video_to_video(self, video, prompt, *, output, preview, watermark, prompt_in_credentials, **kw):
         """:meth:`restyle` with a text2video (UNet3D) recipe: SDEdit (Meng et al. 2022), the clip noised to
@@ -246,13 +252,12 @@ class Pipeline:
         UNet memory stays flat. Only the latents are held (and the source frames if a ``preview`` needs them).
         """
         from .core.sampling import denoise_steps
-        from .core.t2v import iter_decoded, resolve_options, video_to_video_frames
+        from .core.t2v import iter_decoded, video_to_video_frames
 
         read_kw = {k: kw.pop(k) for k in _READ_KEYS if k in kw}
         read_fps = kw.pop("fps", None)
         also = (*_READ_KEYS, "fps", "output", "preview", "watermark", "prompt_in_credentials")
-        opts = DiffusionOptions.from_keywords(also, prompt=prompt, **self._call_options(kw))
-        opts = self._check_window(kw, resolve_options(self.components, opts))
+        opts = self._resolve(prompt, kw, also)
         size = opts.size if read_kw.get("max_side") is None else None
         capped = read_kw.get("max_frames") is None and not isinstance(video, Video) and opts.chunk is None
         if capped:
@@ -295,7 +300,7 @@ class Pipeline:
         denoised together. Without ``output`` returns a :class:`Video`; with it writes
         the file (decoded and written a few frames at a time) and returns a summary.
         """
-        from .core.t2v import T2V_DEFAULTS, generate_frames, iter_decoded, resolve_options
+        from .core.t2v import T2V_DEFAULTS, generate_frames, iter_decoded
 
         if self.recipe.kind != "text2video":
             raise UsageError(f"pipeline '{self.recipe.name}' is a {self.recipe.kind} recipe; "
@@ -304,8 +309,7 @@ class Pipeline:
         if kw.get("strength") is not None:
             raise UsageError("strength: generate starts from noise; strength is for video-to-video (restyle a "
                              "clip with a text2video recipe)")
-        opts = DiffusionOptions.from_keywords(also, prompt=prompt, **self._call_options(kw))
-        opts = self._check_window(kw, resolve_options(self.components, opts))
+        opts = self._resolve(prompt, kw, also)
         self._warn_unknown(opts.prompt)
         if opts.size is not None:  # else the UNet's own sample size
             _warn_large(self.recipe, *opts.size, knobs="--size")
@@ -315,7 +319,7 @@ class Pipeline:
                         "memory grows with them: --chunk %d denoises them in windows with flat memory",
                         self.recipe.name, clip, opts.frames, clip)
         mark = _provenance(self.recipe.name, opts.prompt, None, watermark, prompt_in_credentials)
-        ref = [opts.ref_image] if isinstance(opts.ref_image, (str, os.PathLike)) else []
+        ref = [opts.ref_image_path] if opts.ref_image_path else []
         writer = VideoWriter(output, opts.fps, protect=ref, provenance=mark) if output is not None else None  # fails early
         try:
             with progress(total=opts.steps, unit="step",
@@ -421,16 +425,17 @@ def load_pipeline(pipeline=None, *, kind: str = "restyle", device: str = "auto",
 
 def restyle(video, prompt: str = "", *, pipeline=None, device: str = "auto", dtype: str = "fp32", **kw):
     """One-shot :meth:`Pipeline.restyle`; ``pipeline`` may be a loaded :class:`Pipeline`."""
-    if isinstance(pipeline, Pipeline):
-        pipeline._call_options({"device": device, "dtype": dtype})  # a loaded one cannot change them
-    pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline, device=device, dtype=dtype)
-    return pipe.restyle(video, prompt, **kw)
+    return _loaded(pipeline, "restyle", device, dtype).restyle(video, prompt, **kw)
 
 
 def generate(prompt: str, *, pipeline=None, device: str = "auto", dtype: str = "fp32", **kw):
     """One-shot :meth:`Pipeline.generate` (text-to-video); ``pipeline`` may be a loaded :class:`Pipeline`."""
+    return _loaded(pipeline, "text2video", device, dtype).generate(prompt, **kw)
+
+
+def _loaded(pipeline, kind: str, device: str, dtype: str) -> Pipeline:
+    """``pipeline`` if already loaded (UsageError if ``device``/``dtype`` ask for others), else loaded."""
     if isinstance(pipeline, Pipeline):
-        pipeline._call_options({"device": device, "dtype": dtype})  # a loaded one cannot change them
-    pipe = pipeline if isinstance(pipeline, Pipeline) else load_pipeline(pipeline, kind="text2video",
-                                                                         device=device, dtype=dtype)
-    return pipe.generate(prompt, **kw)
+        pipeline._call_options({"device": device, "dtype": dtype})
+        return pipeline
+    return load_pipeline(pipeline, kind=kind, device=device, dtype=dtype)

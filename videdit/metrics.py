@@ -100,6 +100,7 @@ class _Frames:
     height: int
     width: int
     frames: Callable[[], Iterator[np.ndarray]]
+    label: str = "video"  # what errors name: the file, or the argument's name
 
     def __iter__(self) -> Iterator[np.ndarray]:
         return self.frames()
@@ -119,9 +120,9 @@ def _frames(video, name: str = "video") -> _Frames:
     if isinstance(video, VideoStream):
         stream = video
         w, h = stream.size
-        return _Frames(len(stream), h, w, lambda: (f for chunk in stream for f in chunk))
+        return _Frames(len(stream), h, w, lambda: (f for chunk in stream for f in chunk), stream.info.path)
     arr = _as_frames(video, name)
-    return _Frames(len(arr), arr.shape[1], arr.shape[2], lambda: iter(arr))
+    return _Frames(len(arr), arr.shape[1], arr.shape[2], lambda: iter(arr), name)
 
 
 def _frame01(frame: np.ndarray) -> np.ndarray:
@@ -198,7 +199,7 @@ class PairFlow:
 MIN_FLOW_SIDE = 12
 
 
-def check_flow_size(width: int, height: int, what: str = "source") -> None:
+def _check_flow_size(width: int, height: int, what: str) -> None:
     """UsageError naming ``what`` if ``width x height`` frames are too small for optical flow."""
     if min(width, height) < MIN_FLOW_SIDE:
         raise UsageError(f"{what}: frames of {width}x{height} are too small for optical flow (at least "
@@ -254,7 +255,7 @@ def source_flows(source, n_frames: int | None = None) -> Iterator[PairFlow]:
     import cv2
 
     frames = _frames(source, "source")
-    check_flow_size(frames.width, frames.height)
+    _check_flow_size(frames.width, frames.height, frames.label)
     n = frames.count if n_frames is None else min(n_frames, frames.count)
     dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
     grays = (_gray_u8(f) for _, f in zip(range(n), frames))
@@ -415,7 +416,8 @@ def temporal_consistency(source, output, *, on_pair=None) -> dict:
     # One decode of the source serves its flow and its own (floor) error: the two read in step,
     # so the tee holds a frame or two.
     for_flow, for_floor = itertools.tee(src)
-    flow_src, floor = (_Frames(src.count, src.height, src.width, lambda it=it: it) for it in (for_flow, for_floor))
+    flow_src, floor = (_Frames(src.count, src.height, src.width, lambda it=it: it, src.label)
+                       for it in (for_flow, for_floor))
     res_out, res_src = warp_errors(flow_src, [output, floor], "temporal consistency", on_pair=on_pair)
     floor = res_src.value
     ratio = res_out.value / floor if (math.isfinite(floor) and floor > 0) else None

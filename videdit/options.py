@@ -272,6 +272,11 @@ class DiffusionOptions(_Keywords):
         return self.ref_image is not None and not (isinstance(self.ref_image, str) and not self.ref_image)
 
     @property
+    def ref_image_path(self) -> str | None:
+        """The reference image's file (an input outputs must not replace), or None (none, or an array)."""
+        return self.ref_image if isinstance(self.ref_image, str) and self.ref_image else None
+
+    @property
     def initial_noise_share(self) -> float:
         """Fraction of the initial noise common to all frames (``shared_noise`` has set ``noise_share``)."""
         return float(self.noise_share or 0.0)

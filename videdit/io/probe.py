@@ -93,7 +93,8 @@ def open_container(path: str, *, fps: float | None = None):
     if os.path.isdir(path):
         first = sequence_images(path)[0]
         pattern = os.path.join(glob.escape(path), "*" + glob.escape(os.path.splitext(first)[1]))
-        return av.open(pattern, format="image2", options={"pattern_type": "glob", "framerate": str(Fraction(fps or SEQUENCE_FPS).limit_denominator(1001))})
+        rate = Fraction(fps or SEQUENCE_FPS).limit_denominator(1001)
+        return av.open(pattern, format="image2", options={"pattern_type": "glob", "framerate": str(rate)})
     return av.open(path, metadata_errors="ignore")
 
 

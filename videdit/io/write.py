@@ -79,6 +79,12 @@ def _format_of(path: str) -> str:
     return ext
 
 
+def _inside(path: str, directory: str) -> bool:
+    """True if ``path`` is ``directory`` or lies under it (links resolved)."""
+    outer = os.path.realpath(directory)
+    return os.path.commonpath([os.path.realpath(path), outer]) == outer
+
+
 #: Names of the frames a PNG-sequence output holds (``000001.png``...).
 _FRAME_NAME = re.compile(r"\d{6}\.png")
 #: Empty file that marks a directory as videdit's PNG output: a rerun may replace such a directory only.
@@ -92,12 +98,10 @@ def _check_frame_directory(path: str, inputs) -> None:
     The finished sequence replaces the whole directory, so anything else in it would be lost: a folder of
     the user's own frames looks the same as ours (ffmpeg's ``%06d.png``), hence the mark.
     """
-    real = os.path.realpath(path)
     for p in inputs:
-        if os.path.commonpath([real, os.path.realpath(p)]) == real:
+        if _inside(p, path):
             raise OutputError(f"{path}: holds the input {p}; PNG frames go to a new or empty directory")
-    here = os.path.realpath(os.getcwd())
-    if os.path.commonpath([real, here]) == real:
+    if _inside(os.getcwd(), path):
         raise OutputError(f"{path}: is the current directory or holds it; PNG frames go to a new or empty directory")
     if not os.path.exists(path):
         return
@@ -112,10 +116,7 @@ def _check_frame_directory(path: str, inputs) -> None:
 
 def _check_not_inside(path: str, other: str) -> None:
     """OutputError if ``other`` is a PNG-sequence output and ``path`` lies in it (it would be swept away)."""
-    if _format_of(other) != "png-dir":
-        return
-    inner, outer = os.path.realpath(path), os.path.realpath(other.rstrip(os.sep) or os.sep)
-    if os.path.commonpath([inner, outer]) == outer:
+    if _format_of(other) == "png-dir" and _inside(path, other):
         raise OutputError(f"{path}: is inside {other}, the PNG-sequence output, which is replaced as a whole; "
                           "write it elsewhere")
 

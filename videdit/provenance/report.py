@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 from dataclasses import asdict, dataclass
 
-from ..errors import InputError
 from .credentials import CredentialsReport, read_credentials
 from .watermark import WatermarkResult, detect_file
 
@@ -86,11 +85,9 @@ def _verdict(c: CredentialsReport, w: WatermarkResult) -> str:
 def verify(path: str | os.PathLike, max_frames: int = 240) -> VerifyReport:
     """Check the C2PA manifest and the watermark of ``path`` (a video file, or an image-sequence directory
     such as a PNG-sequence output: the watermark only); InputError if it cannot be read."""
-    from ..io.probe import as_path
+    from ..io.probe import check_input_path
 
-    path = as_path(path)
-    if not os.path.isfile(path) and not os.path.isdir(path):
-        raise InputError(f"{path}: no such file" if not os.path.exists(path) else f"{path}: not a file")
+    path = check_input_path(path)
     mark = detect_file(path, max_frames=max_frames)  # raises InputError for non-video input
     creds = read_credentials(path)
     manifest_id = ((creds.claims or {}).get("watermark") or {}).get("payload_id")

@@ -384,7 +384,9 @@ class WatermarkDetector:
 
         y8 = np.clip(y, 0, 255).astype(np.uint8)
         h, w = y.shape
-        if min(h, w) < 12:  # DIS flow takes no smaller frame, and no mark survives in one
+        from ..metrics import MIN_FLOW_SIDE
+
+        if min(h, w) < MIN_FLOW_SIDE:  # DIS flow takes no smaller frame, and no mark survives in one
             return
         if not self._recent:  # the first frame: nothing to predict it from
             self._recent = [y8]
